@@ -1,0 +1,49 @@
+"""ROOT in, ROOT out: jet readers (TTree + RNTuple) and atomic friend-tree score writers.
+
+Public API::
+
+    read_jets(path, *, tree=None, layout="auto", collection="FatJet", branches=None,
+              jet_fields=None, pf_collection="PFCands", entry_start=None, entry_stop=None,
+              on_invalid="raise") -> ak.Array
+    iterate_jets(paths, step_size="100 MB", **same options, progress=False) -> Iterator[JetChunk]
+    FriendTreeWriter(output, tree_name="scores", compression="ZSTD", overwrite=False,
+                     rntuple=False, *, inputs=(), class_names=None)  # .extend(scores, chunk)
+    write_scores(output, scores, jets, ...), add_scores(jets, scores, name="score"),
+    friend_path(input_path, suffix="_scores")
+
+Importing this module registers vector's awkward behaviours (``Momentum4D``).
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    CorruptFileError,
+    InvalidMomentumError,
+    LayoutError,
+    LLoCaInputError,
+    MissingBranchError,
+    MissingFileError,
+    MissingTreeError,
+    OutputError,
+)
+from .readers import InvalidConstituentsWarning, JetChunk, iterate_jets, read_jets
+from .writers import FriendTreeWriter, add_scores, friend_path, write_scores
+
+__all__ = [
+    "CorruptFileError",
+    "FriendTreeWriter",
+    "InvalidConstituentsWarning",
+    "InvalidMomentumError",
+    "JetChunk",
+    "LLoCaInputError",
+    "LayoutError",
+    "MissingBranchError",
+    "MissingFileError",
+    "MissingTreeError",
+    "OutputError",
+    "add_scores",
+    "friend_path",
+    "iterate_jets",
+    "read_jets",
+    "write_scores",
+]

@@ -1,0 +1,53 @@
+"""Exceptions raised for bad input and unsafe output.
+
+All input problems derive from :class:`LLoCaInputError` (a ``ValueError``), so
+``except ValueError`` keeps working for callers that do not care about the detail.
+Messages name the file, the tree/branch, the jet or entry index and the problem.
+"""
+
+from __future__ import annotations
+
+
+class LLoCaInputError(ValueError):
+    """An input file or array cannot be used as given."""
+
+
+class MissingFileError(LLoCaInputError, FileNotFoundError):
+    """The input file does not exist."""
+
+
+class CorruptFileError(LLoCaInputError):
+    """The file exists but uproot cannot read it (truncated, corrupted or not ROOT)."""
+
+
+class MissingTreeError(LLoCaInputError):
+    """The requested TTree/RNTuple is not in the file (the message lists what is)."""
+
+
+class MissingBranchError(LLoCaInputError):
+    """A needed branch/field is not in the tree (the message lists what is)."""
+
+
+class LayoutError(LLoCaInputError):
+    """The tree does not match any supported jet layout, or not the one asked for."""
+
+
+class InvalidMomentumError(LLoCaInputError):
+    """NaN/inf momenta, negative energies or E < |p| beyond rounding."""
+
+
+class OutputError(LLoCaInputError):
+    """An output would overwrite an input, or exists and ``overwrite`` is False, or the scores
+    do not line up with the input entries."""
+
+
+__all__ = [
+    "CorruptFileError",
+    "InvalidMomentumError",
+    "LLoCaInputError",
+    "LayoutError",
+    "MissingBranchError",
+    "MissingFileError",
+    "MissingTreeError",
+    "OutputError",
+]
