@@ -1,0 +1,332 @@
+"""ROOT in, ROOT friend trees out, over many files on whatever dask cluster is active.
+
+>>> from dask.distributed import Client
+>>> client = Client("tcp://scheduler:8786")          # or LocalCluster(), or none (threads)
+>>> from lloca_hep.integrations.dask import score_files
+>>> outputs = score_files(["nano_1.root", "nano_2.root"], "scores/")
+
+Each input file is read lazily with :func:`uproot.dask`, limited to the branches the tagger
+needs (and dask-awkward's column optimisation checks that no other branch is touched); the
+tagger (:class:`lloca_hep.coffea.JetTagger`) is mapped over the partitions; every partition
+writes its own friend-tree file, atomically (temporary name + rename), from the worker that
+scored it. Nothing is collected on the client but the list of written files. Inputs are never
+written to.
+
+Output files, one per partition, named ``<input stem>_lloca_<start>-<stop>.root`` where
+``[start, stop)`` is the partition's entry range in the input tree (with ``step_size=None``,
+one partition and one output per input file). Each holds a TTree ``Friends`` aligned entry by
+entry with that range:
+
+* PFNano/NanoAOD inputs (one entry per event): ``n<collection>`` (jets per event) and
+  ``<collection>_lloca_score`` (float32 per jet, NaN for jets without candidates);
+* JetClass-style flat inputs (one entry per jet, ``part_px/py/pz/energy`` branches):
+  ``lloca_score`` (float32).
+
+Chaining the parts of one input in order (e.g. a ROOT ``TChain`` of ``Friends``) gives a tree
+that is entry-aligned with the whole input tree, usable with ``TTree::AddFriend``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FRIEND_TREE", "ScoreFileResult", "score_files"]
+
+#: Name of the friend TTree written into every output file.
+FRIEND_TREE = "Friends"
+#: Branch suffix of the jet scores in event-level (NanoAOD) friend trees.
+SCORE_SUFFIX = "lloca_score"
+#: Branch name of the scores in jet-level (JetClass-style flat) friend trees.
+FLAT_SCORE_BRANCH = "lloca_score"
+#: Default partition size handed to ``uproot.dask`` (of the branches read).
+DEFAULT_STEP_SIZE = "100 MB"
+#: Trees tried, in order, when ``tree`` is not given.
+AUTO_TREES = ("Events", "tree")
+#: Branches of JetClass-style flat files (one entry per jet), in (px, py, pz, E) order.
+FLAT_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy")
+#: Compression of the friend files (LZ4(1) writes many times faster than ZLIB(1)).
+COMPRESSION_LEVEL = 1
+
+_LAYOUT_NANO = "nanoaod"
+_LAYOUT_FLAT = "flat"
+
+
+@dataclass(frozen=True)
+class _Input:
+    path: Path
+    tree: str
+    layout: str
+    num_entries: int
+
+
+@dataclass(frozen=True)
+class ScoreFileResult:
+    """What one partition wrote (returned by the worker; the client keeps only these)."""
+
+    path: str
+    source: str
+    entry_start: int
+    entry_stop: int
+    n_jets: int
+    seconds: float
+
+
+def _errors() -> Any:
+    from lloca_hep.io import errors
+
+    return errors
+
+
+def _tree_names(file: Any) -> list[str]:
+    names = []
+    for key, classname in file.classnames(recursive=True).items():
+        if classname == "TTree":
+            names.append(key.rsplit(";", 1)[0])
+    return sorted(set(names))
+
+
+def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
+    """Open ``path``, pick the tree and the layout; errors name the file and what is missing."""
+    import uproot
+
+    from lloca_hep.coffea import required_branches
+
+    err = _errors()
+    if not path.exists():
+        raise err.MissingFileError(f"{path}: no such input file")
+    try:
+        file = uproot.open(path)
+    except Exception as exc:
+        raise err.CorruptFileError(f"{path}: cannot be read as a ROOT file ({exc})") from exc
+    with file:
+        trees = _tree_names(file)
+        if tree is None:
+            chosen = next((t for t in AUTO_TREES if t in trees), None)
+            if chosen is None and len(trees) == 1:
+                chosen = trees[0]
+            if chosen is None:
+                raise err.MissingTreeError(
+                    f"{path}: cannot choose the tree to score among {trees or 'no TTrees'}; "
+                    "pass tree=NAME"
+                )
+        elif tree not in trees:
+            raise err.MissingTreeError(f"{path}: no TTree {tree!r}; the file has {trees}")
+        else:
+            chosen = tree
+        ttree = file[chosen]
+        branches = set(ttree.keys())
+        nano = required_branches(collection)
+        if all(b in branches for b in nano):
+            layout = _LAYOUT_NANO
+        elif all(b in branches for b in FLAT_BRANCHES):
+            layout = _LAYOUT_FLAT
+        else:
+            missing_nano = [b for b in nano if b not in branches]
+            raise err.LayoutError(
+                f"{path}:{chosen}: neither PFNano (missing {missing_nano}) nor flat jets "
+                f"(branches {list(FLAT_BRANCHES)}); cannot find {collection} constituents"
+            )
+        return _Input(path=path, tree=chosen, layout=layout, num_entries=int(ttree.num_entries))
+
+
+def _output_stems(inputs: Sequence[_Input]) -> list[str]:
+    """Output name stems; inputs with the same file name get a short hash of their path."""
+    stems = [i.path.stem for i in inputs]
+    seen: dict[str, int] = {}
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+    out = []
+    for inp, stem in zip(inputs, stems):
+        if seen[stem] > 1:
+            digest = hashlib.sha1(str(inp.path).encode()).hexdigest()[:8]
+            stem = f"{stem}_{digest}"
+        out.append(stem)
+    return out
+
+
+def _write_friend(
+    scores: ak.Array,
+    path: str,
+    source: str,
+    entry_start: int,
+    entry_stop: int,
+    layout: str,
+    collection: str,
+) -> ScoreFileResult:
+    """Write one partition's scores as a friend tree, atomically. Runs on the worker."""
+    import uproot
+
+    t0 = time.perf_counter()
+    err = _errors()
+    expected = entry_stop - entry_start
+    if len(scores) != expected:
+        raise err.OutputError(
+            f"{source}: entries [{entry_start}, {entry_stop}) gave {len(scores)} score rows "
+            f"instead of {expected}; the friend tree would not line up"
+        )
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with uproot.recreate(tmp, compression=uproot.LZ4(COMPRESSION_LEVEL)) as out:
+            if layout == _LAYOUT_NANO:
+                branch = f"{collection}_{SCORE_SUFFIX}"
+                counter = f"n{collection}"
+                tree = out.mktree(FRIEND_TREE, {branch: "var * float32"},
+                                  counter_name=lambda _name: counter,
+                                  title=f"lloca-hep scores of {collection}")
+                values = ak.values_astype(scores, np.float32)
+                n_jets = int(ak.sum(ak.num(values, axis=1))) if len(values) else 0
+            else:
+                branch = FLAT_SCORE_BRANCH
+                tree = out.mktree(FRIEND_TREE, {branch: np.float32},
+                                  title="lloca-hep jet scores")
+                values = np.asarray(ak.to_numpy(scores), dtype=np.float32)
+                n_jets = len(values)
+            if len(values):
+                tree.extend({branch: values})
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return ScoreFileResult(str(target), source, entry_start, entry_stop, n_jets,
+                           time.perf_counter() - t0)
+
+
+def _lazy_scores(
+    inp: _Input, tagger: Any, step_size: int | str | None
+) -> tuple[Any, tuple[int, ...]]:
+    """The dask-awkward scores of one input file (one row per entry of its tree), and the
+    entry boundaries of its partitions."""
+    import dask_awkward as dak
+    import uproot
+
+    from lloca_hep.coffea import required_branches
+
+    if inp.layout == _LAYOUT_NANO:
+        branches = required_branches(tagger.collection)
+    else:
+        branches = list(FLAT_BRANCHES)
+    kwargs: dict[str, Any] = {"steps_per_file": 1} if step_size is None else {"step_size": step_size}
+    arrays = uproot.dask({str(inp.path): inp.tree}, filter_name=branches, open_files=True,
+                         **kwargs)
+    divisions = arrays.divisions
+    if inp.layout == _LAYOUT_FLAT:
+        arrays = dak.zip({"px": arrays["part_px"], "py": arrays["part_py"],
+                          "pz": arrays["part_pz"], "E": arrays["part_energy"]})
+    return tagger(arrays), divisions
+
+
+def score_files(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    tree: str | None = None,
+    collection: str = "FatJet",
+    model: str | os.PathLike[str] | None = None,
+    step_size: int | str | None = DEFAULT_STEP_SIZE,
+    max_constituents: int | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    scheduler: Any = None,
+) -> list[Path]:
+    """Score every jet of ``paths`` and write entry-aligned friend trees into ``output_dir``.
+
+    Parameters
+    ----------
+    paths:
+        ROOT files: PFNano/NanoAOD (events with ``<collection>``, ``<collection>PFCands`` and
+        ``PFCands``) or JetClass-style flat trees (one entry per jet, ``part_px, part_py,
+        part_pz, part_energy`` in GeV).
+    output_dir:
+        Directory for the friend files (created if needed); see the module docstring for the
+        names and content.
+    tree:
+        Input tree; default: ``Events``, else ``tree``, else the only TTree of the file.
+    collection:
+        Jet collection of NanoAOD inputs (``FatJet`` or ``Jet``).
+    model:
+        Tagger file (``.pt`` or exported ``.pt2``); ``None``: the shipped tagger. Each dask
+        worker loads it once.
+    step_size:
+        Partition size given to :func:`uproot.dask` (entries, or a size like ``"100 MB"``);
+        ``None``: one partition, hence one output file, per input file.
+    max_constituents, device:
+        See :class:`lloca_hep.coffea.JetTagger`.
+    overwrite:
+        Replace existing output files; otherwise an existing output is an error (raised before
+        any work starts).
+    scheduler:
+        Passed to :func:`dask.compute`; ``None`` uses the active ``dask.distributed.Client``
+        when there is one, else dask's default (threads).
+
+    Returns the written files, ordered by input file and entry range.
+    """
+    import dask
+
+    from lloca_hep.coffea import JetTagger
+
+    err = _errors()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    in_paths = [Path(p).expanduser().resolve() for p in paths]
+    if not in_paths:
+        raise ValueError("score_files needs at least one input file")
+    if len(set(in_paths)) != len(in_paths):
+        raise ValueError("the same input file is given twice")
+    out_dir = Path(output_dir).expanduser().resolve()
+    inputs = [_inspect(p, tree, collection) for p in in_paths]
+    tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
+                       device=device)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writes = []
+    planned: list[Path] = []
+    for inp, stem in zip(inputs, _output_stems(inputs)):
+        scores, divisions = _lazy_scores(inp, tagger, step_size)
+        if divisions is None or any(d is None for d in divisions):
+            raise RuntimeError(f"{inp.path}: uproot.dask gave no partition boundaries")
+        if divisions[-1] != inp.num_entries:
+            raise RuntimeError(
+                f"{inp.path}: partitions cover {divisions[-1]} of {inp.num_entries} entries"
+            )
+        parts = scores.to_delayed(optimize_graph=True)
+        for part, start, stop in zip(parts, divisions[:-1], divisions[1:]):
+            target = out_dir / f"{stem}_lloca_{start}-{stop}.root"
+            planned.append(target)
+            writes.append(dask.delayed(_write_friend, pure=True)(
+                part, str(target), str(inp.path), int(start), int(stop), inp.layout, collection,
+            ))
+    for target in planned:
+        if target in in_paths or any(
+            target.exists() and p.exists() and os.path.samefile(target, p) for p in in_paths
+        ):
+            raise err.OutputError(f"{target}: output would overwrite an input file")
+    existing = [t for t in planned if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(t) for t in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise err.OutputError(
+            f"{len(existing)} output file(s) exist ({shown}); pass overwrite=True to replace them"
+        )
+    log.info("scoring %d file(s) in %d partition(s) into %s", len(inputs), len(writes), out_dir)
+    t0 = time.perf_counter()
+    compute_kwargs = {} if scheduler is None else {"scheduler": scheduler}
+    results: tuple[ScoreFileResult, ...] = dask.compute(*writes, **compute_kwargs)
+    n_jets = sum(r.n_jets for r in results)
+    elapsed = time.perf_counter() - t0
+    log.info("scored %d jets in %.1f s (%.0f jets/s)", n_jets, elapsed,
+             n_jets / elapsed if elapsed > 0 else float("nan"))
+    return [Path(r.path) for r in results]
