@@ -73,6 +73,8 @@ CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass")
 PAD_CHUNK_JETS = 8192
 #: dtype of the scores.
 SCORE_DTYPE = np.float32
+#: Accepted values of ``on_invalid`` (NaN/inf momenta, negative energies, E < |p|).
+ON_INVALID = ("raise", "drop")
 
 #: Accepted field names for Cartesian constituent records (energy first match wins).
 _CARTESIAN_ENERGY = ("E", "energy", "e", "t")
@@ -116,6 +118,9 @@ def _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
                  pt, eta, phi, mass, offsets, px, py, pz, energy):
     """Scatter the linked candidates into jet order, converting to float64 (px, py, pz, E).
 
+    Negative masses follow vector's convention, E^2 = |p|^2 + m|m| (as :mod:`lloca_hep.io`),
+    and a negative E^2 gives E = 0, which the momentum check then reports.
+
     ``offsets`` (n_jets_total + 1,) are the jet offsets from :func:`_count_links`; within a jet,
     constituents keep the order of the index table.
     """
@@ -132,11 +137,13 @@ def _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
             eta_ = np.float64(eta[src])
             phi_ = np.float64(phi[src])
             m = np.float64(mass[src])
-            px[k] = p_t * np.cos(phi_)
-            py[k] = p_t * np.sin(phi_)
-            pz[k] = p_t * np.sinh(eta_)
-            p = p_t * np.cosh(eta_)
-            energy[k] = np.sqrt(p * p + m * m)
+            x = p_t * np.cos(phi_)
+            y = p_t * np.sin(phi_)
+            z = p_t * np.sinh(eta_)
+            px[k] = x
+            py[k] = y
+            pz[k] = z
+            energy[k] = np.sqrt(max(x * x + y * y + z * z + m * abs(m), 0.0))
             link += 1
         jet_start += jet_counts[event]
         cand_start += cand_counts[event]
@@ -144,17 +151,19 @@ def _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
 
 @numba.njit(cache=True)
 def _ptetaphim_to_cartesian(pt, eta, phi, mass, px, py, pz, energy):
-    """(pt, eta, phi, mass) -> float64 (px, py, pz, E), element-wise."""
+    """(pt, eta, phi, mass) -> float64 (px, py, pz, E), element-wise; E^2 = |p|^2 + m|m|."""
     for i in range(pt.shape[0]):
         p_t = np.float64(pt[i])
         eta_ = np.float64(eta[i])
         phi_ = np.float64(phi[i])
         m = np.float64(mass[i])
-        px[i] = p_t * np.cos(phi_)
-        py[i] = p_t * np.sin(phi_)
-        pz[i] = p_t * np.sinh(eta_)
-        p = p_t * np.cosh(eta_)
-        energy[i] = np.sqrt(p * p + m * m)
+        x = p_t * np.cos(phi_)
+        y = p_t * np.sin(phi_)
+        z = p_t * np.sinh(eta_)
+        px[i] = x
+        py[i] = y
+        pz[i] = z
+        energy[i] = np.sqrt(max(x * x + y * y + z * z + m * abs(m), 0.0))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -303,6 +312,51 @@ def _load_cached_tagger(model: str | None, device: str) -> Any:
     return tagger
 
 
+def _check_momenta(
+    offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
+    on_invalid: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the momentum checks of :mod:`lloca_hep.io` (same tolerances) to joined jets."""
+    import warnings
+
+    from lloca_hep.io import InvalidConstituentsWarning, InvalidMomentumError
+    from lloca_hep.io.readers import MOMENTUM_ABS_TOL, SPACELIKE_REL_TOL
+    from lloca_hep.preprocessing import kernels
+
+    flags = np.empty(px.shape[0], dtype=np.uint8)
+    n_bad = int(kernels.check_momenta_kernel(px, py, pz, energy, SPACELIKE_REL_TOL,
+                                             MOMENTUM_ABS_TOL, flags))
+    if n_bad == 0:
+        return offsets, px, py, pz, energy
+    problems = {
+        kernels.FLAG_NONFINITE: "NaN or infinite momentum",
+        kernels.FLAG_NEGATIVE_ENERGY: "negative energy",
+        kernels.FLAG_SPACELIKE: "energy below |p| beyond rounding (E < |p|)",
+    }
+    bad = flags != kernels.FLAG_OK
+    counts = np.diff(offsets)
+    jet_of = np.repeat(np.arange(counts.shape[0]), counts)
+    n_jets_bad = int(np.unique(jet_of[bad]).size)
+    if on_invalid == "raise":
+        first = int(np.flatnonzero(bad)[0])
+        jet = int(jet_of[first])
+        raise InvalidMomentumError(
+            f"jet {jet} of the chunk (in input order), constituent {first - int(offsets[jet])}: "
+            f"{problems.get(int(flags[first]), 'invalid momentum')} (E={energy[first]!r}, "
+            f"px={px[first]!r}, py={py[first]!r}, pz={pz[first]!r}); {n_bad} constituents in "
+            f"{n_jets_bad} jets are affected. Use JetTagger(..., on_invalid='drop') to drop them."
+        )
+    keep = ~bad
+    new_counts = np.bincount(jet_of[keep], minlength=counts.shape[0]).astype(np.int64)
+    warnings.warn(
+        f"dropped {n_bad} constituents with NaN/inf momenta, negative energy or E < |p| from "
+        f"{n_jets_bad} jets",
+        InvalidConstituentsWarning,
+        stacklevel=3,
+    )
+    return _offsets(new_counts), px[keep], py[keep], pz[keep], energy[keep]
+
+
 # ---------------------------------------------------------------------------- the wrapper
 class JetTagger(numpy_call_wrapper):
     """Score jets of NanoEvents (eager, virtual or dask) with a lloca-hep tagger.
@@ -321,6 +375,11 @@ class JetTagger(numpy_call_wrapper):
         Keep at most this many constituents per jet (hardest in pT); default: the tagger's own.
     device:
         torch device for the model (``"auto"``: CUDA when available, else CPU).
+    on_invalid:
+        Constituents with NaN/inf momenta, negative energy or E < |p| beyond rounding (the
+        checks of :func:`lloca_hep.io.read_jets`): ``"raise"`` a
+        :class:`lloca_hep.io.InvalidMomentumError` naming the jet, or ``"drop"`` them with a
+        counted :class:`lloca_hep.io.InvalidConstituentsWarning`.
     """
 
     def __init__(
@@ -330,8 +389,12 @@ class JetTagger(numpy_call_wrapper):
         max_constituents: int | None = None,
         *,
         device: str = "auto",
+        on_invalid: str = "raise",
     ) -> None:
         super().__init__()
+        if on_invalid not in ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+        self.on_invalid = on_invalid
         if not isinstance(collection, str) or not collection.isidentifier():
             raise ValueError(f"collection must be a branch-name prefix like 'FatJet', got {collection!r}")
         if max_constituents is not None and int(max_constituents) < 1:
@@ -386,7 +449,7 @@ class JetTagger(numpy_call_wrapper):
             stat = Path(self.model_path).stat()
             mtime = (stat.st_mtime_ns, stat.st_size)
         return (type(self).__name__, self.model_path, mtime, self.collection,
-                self.max_constituents, self.device, id(self) if self._in_memory else None)
+                self.max_constituents, self.device, self.on_invalid, id(self) if self._in_memory else None)
 
     _in_memory = False
 
@@ -515,6 +578,8 @@ class JetTagger(numpy_call_wrapper):
                 _ptetaphim_to_cartesian(*cols, px, py, pz, energy)
         else:
             raise ValueError(f"unknown layout {layout!r}")
+        offsets, px, py, pz, energy = _check_momenta(offsets, px, py, pz, energy,
+                                                     self.on_invalid)
         return self._score_flat(offsets, px, py, pz, energy)
 
     def _score_flat(self, offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray,
