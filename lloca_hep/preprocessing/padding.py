@@ -107,6 +107,7 @@ def pad_flat(
     out: np.ndarray | None = None,
     mask_out: np.ndarray | None = None,
     warn_empty: bool = True,
+    _stacklevel: int = 2,
 ) -> PaddedJets:
     """Pad flat constituent columns to ``(n_jets, max_constituents, 4)``.
 
@@ -182,7 +183,7 @@ def pad_flat(
                 f"{n_empty} of {n_jets} jets have no constituents: their mask rows are all "
                 "False and taggers score them NaN",
                 EmptyJetsWarning,
-                stacklevel=2,
+                stacklevel=_stacklevel,
             )
     return padded
 
@@ -272,6 +273,7 @@ def pad_jets(
         sort_by_pt=sort_by_pt,
         counts=counts,
         warn_empty=warn_empty,
+        _stacklevel=3,
     )
 
 

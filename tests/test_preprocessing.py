@@ -1,0 +1,267 @@
+"""Numba preprocessing kernels against plain awkward/numpy references on random ragged jets."""
+
+from __future__ import annotations
+
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+import vector
+
+from lloca_hep.preprocessing import (
+    FEATURE_NAMES,
+    EmptyJetsWarning,
+    argsort_by_pt,
+    constituent_features,
+    jet_four_momenta,
+    jet_four_momenta_flat,
+    offsets_from_counts,
+    pad_flat,
+    pad_jets,
+    reference_vectors,
+    rest_frame_boosts,
+)
+
+vector.register_awkward()
+
+METRIC = np.diag([1.0, -1.0, -1.0, -1.0])
+
+
+def random_jets(seed: int, n_jets: int = 300, max_count: int = 40, dtype=np.float64, ties=False):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, max_count, size=n_jets)
+    counts[:3] = 0  # always some empty jets
+    n = int(counts.sum())
+    px, py, pz = rng.normal(scale=30.0, size=(3, n))
+    if ties:  # equal pT inside jets: order must stay stable
+        px = np.round(px / 10.0) * 10.0
+        py = np.zeros_like(py)
+    mass = rng.uniform(0.0, 1.0, size=n)
+    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    cols = [c.astype(dtype) for c in (px, py, pz, energy)]
+    jets = ak.unflatten(
+        ak.zip(dict(zip(("px", "py", "pz", "E"), cols)), with_name="Momentum4D"), counts
+    )
+    return jets, counts, cols
+
+
+def reference_pad(jets: ak.Array, n_max: int, sort_by_pt: bool):
+    """The pure-awkward route: argsort, pad_none, fill_none, to_numpy."""
+    if sort_by_pt:
+        pt2 = jets.px**2 + jets.py**2
+        jets = jets[ak.argsort(pt2, axis=1, ascending=False, stable=True)]
+    comps = []
+    for name in ("E", "px", "py", "pz"):
+        padded = ak.pad_none(jets[name], n_max, axis=1, clip=True)
+        comps.append(ak.to_numpy(ak.fill_none(padded, 0.0)).astype(np.float64))
+    mask = ak.to_numpy(ak.fill_none(ak.pad_none(ak.ones_like(jets.px, dtype=bool), n_max, clip=True), False))
+    return np.stack(comps, axis=-1), mask.astype(bool)
+
+
+@pytest.mark.parametrize("n_max", [1, 7, 32, 64])
+@pytest.mark.parametrize("sort_by_pt", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pad_jets_matches_awkward_reference(n_max, sort_by_pt, dtype):
+    jets, counts, _ = random_jets(seed=n_max, dtype=dtype)
+    with pytest.warns(EmptyJetsWarning, match="3 of 300 jets"):
+        padded = pad_jets(jets, n_max, sort_by_pt=sort_by_pt)
+    ref_p4, ref_mask = reference_pad(jets, n_max, sort_by_pt)
+    assert padded.p4.dtype == np.float64
+    assert padded.p4.shape == (300, n_max, 4)
+    np.testing.assert_array_equal(padded.p4, ref_p4)
+    np.testing.assert_array_equal(padded.mask, ref_mask)
+    np.testing.assert_array_equal(padded.n_constituents, counts)
+    assert padded.n_empty == 3
+    assert padded.n_truncated == int(np.count_nonzero(counts > n_max))
+
+
+def test_sort_is_stable_for_equal_pt():
+    jets, _, _ = random_jets(seed=5, ties=True)
+    padded = pad_jets(jets, 40, warn_empty=False)
+    ref_p4, _ = reference_pad(jets, 40, True)
+    np.testing.assert_array_equal(padded.p4, ref_p4)
+
+
+def test_pad_flat_offsets_counts_and_sliced_offsets():
+    jets, counts, cols = random_jets(seed=11)
+    a = pad_flat(offsets_from_counts(counts), *cols, max_constituents=16, warn_empty=False)
+    b = pad_flat(None, *cols, max_constituents=16, counts=counts, warn_empty=False)
+    np.testing.assert_array_equal(a.p4, b.p4)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    # offsets that do not start at 0 (a slice of a larger ListOffsetArray)
+    offsets = offsets_from_counts(counts)
+    c = pad_flat(offsets[100:], *cols, max_constituents=16, warn_empty=False)
+    np.testing.assert_array_equal(c.p4, a.p4[100:])
+    np.testing.assert_array_equal(c.n_constituents, counts[100:])
+
+
+def test_pad_flat_reuses_buffers_and_zeroes_padding():
+    jets, counts, cols = random_jets(seed=12)
+    out = np.full((len(counts), 8, 4), np.nan)
+    mask = np.ones((len(counts), 8), dtype=bool)
+    padded = pad_flat(None, *cols, max_constituents=8, counts=counts, out=out, mask_out=mask, warn_empty=False)
+    assert padded.p4 is out and padded.mask is mask
+    ref_p4, ref_mask = reference_pad(jets, 8, True)
+    np.testing.assert_array_equal(out, ref_p4)
+    np.testing.assert_array_equal(mask, ref_mask)
+
+
+def test_pad_flat_rejects_bad_arguments():
+    _, counts, cols = random_jets(seed=13)
+    with pytest.raises(ValueError, match="exactly one"):
+        pad_flat(None, *cols)
+    with pytest.raises(ValueError, match="exactly one"):
+        pad_flat(offsets_from_counts(counts), *cols, counts=counts)
+    with pytest.raises(ValueError, match="same length"):
+        pad_flat(None, cols[0], cols[1], cols[2], cols[3][:-1], counts=counts)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        pad_flat(np.array([0, 5, 3]), *cols)
+    with pytest.raises(ValueError, match="address"):
+        pad_flat(None, *cols, counts=counts + 1)
+    with pytest.raises(ValueError, match="max_constituents"):
+        pad_flat(None, *cols, counts=counts, max_constituents=0)
+
+
+def test_pad_jets_after_boolean_mask_listarray():
+    jets, _, _ = random_jets(seed=21)
+    selected = jets[jets.pt > 20.0]  # masked: content no longer contiguous with the original
+    padded = pad_jets(selected, 24, warn_empty=False)
+    ref_p4, ref_mask = reference_pad(ak.to_packed(selected), 24, True)
+    np.testing.assert_array_equal(padded.p4, ref_p4)
+    np.testing.assert_array_equal(padded.mask, ref_mask)
+    # a jet-level slice with a step yields a ListArray (starts/stops, no offsets)
+    assert isinstance(jets[::3].layout, ak.contents.ListArray)
+    padded2 = pad_jets(jets[::3], 24, warn_empty=False)
+    np.testing.assert_array_equal(padded2.p4, reference_pad(ak.to_packed(jets[::3]), 24, True)[0])
+
+
+def test_pad_jets_option_types_from_index_joins():
+    jets, counts, _ = random_jets(seed=22)
+    # missing jets (option at the jet level) become empty jets
+    keep = np.arange(len(jets)) % 4 != 0
+    masked_jets = ak.mask(jets, keep)
+    padded = pad_jets(masked_jets, 16, warn_empty=False)
+    ref_p4, _ = reference_pad(jets, 16, True)
+    np.testing.assert_array_equal(padded.p4[keep], ref_p4[keep])
+    assert np.all(padded.n_constituents[~keep] == 0)
+    # missing constituents (option inside jets, what index joins produce) are dropped
+    flat = ak.flatten(jets)
+    idx = np.arange(len(flat))
+    idx_opt = ak.Array([None if i % 5 == 0 else int(i) for i in idx])
+    joined = ak.unflatten(flat[idx_opt], counts)
+    padded2 = pad_jets(joined, 16, warn_empty=False)
+    expected = ak.unflatten(flat, counts)[ak.unflatten(idx % 5 != 0, counts)]
+    np.testing.assert_array_equal(padded2.p4, reference_pad(expected, 16, True)[0])
+
+
+def test_pad_jets_from_pt_eta_phi_mass_behaviour():
+    jets, _, _ = random_jets(seed=23)
+    polar = ak.zip(
+        {"pt": jets.pt, "eta": jets.eta, "phi": jets.phi, "mass": jets.mass}, with_name="Momentum4D"
+    )
+    padded = pad_jets(polar, 16, warn_empty=False)
+    ref_p4, _ = reference_pad(jets, 16, True)
+    np.testing.assert_allclose(padded.p4, ref_p4, rtol=1e-9, atol=1e-9)
+
+
+def test_pad_jets_accepts_read_jets_records_and_rejects_event_nesting():
+    jets, _, _ = random_jets(seed=24)
+    records = ak.zip({"constituents": jets, "jet_pt": ak.sum(jets.pt, axis=1)}, depth_limit=1)
+    a = pad_jets(records, 8, warn_empty=False)
+    b = pad_jets(jets, 8, warn_empty=False)
+    np.testing.assert_array_equal(a.p4, b.p4)
+    events = ak.unflatten(jets, [100, 200])
+    with pytest.raises(ValueError, match="ak.flatten"):
+        pad_jets(events, 8)
+
+
+def test_no_warning_without_empty_jets():
+    jets, _, _ = random_jets(seed=25)
+    nonempty = jets[ak.num(jets) > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pad_jets(nonempty, 8)
+
+
+def test_argsort_by_pt_matches_awkward():
+    jets, counts, cols = random_jets(seed=31)
+    perm = argsort_by_pt(offsets_from_counts(counts), cols[0], cols[1])
+    ref = ak.argsort(jets.pt, axis=1, ascending=False, stable=True)
+    ref_global = ak.to_numpy(ak.flatten(ref + offsets_from_counts(counts)[:-1]))
+    np.testing.assert_array_equal(perm, ref_global)
+
+
+def test_jet_four_momenta_flat_and_padded():
+    jets, counts, cols = random_jets(seed=41)
+    ref = np.stack([ak.to_numpy(ak.sum(jets[c], axis=1)) for c in ("E", "px", "py", "pz")], axis=-1)
+    np.testing.assert_allclose(jet_four_momenta_flat(offsets_from_counts(counts), *cols), ref, rtol=1e-12, atol=1e-9)
+    padded = pad_jets(jets, 64, warn_empty=False)  # 64 >= max count: nothing truncated
+    np.testing.assert_allclose(jet_four_momenta(padded.p4, padded.mask), ref, rtol=1e-12, atol=1e-9)
+
+
+def test_rest_frame_boosts():
+    jets, _, _ = random_jets(seed=51)
+    padded = pad_jets(jets, 64, warn_empty=False)
+    jet_p4 = jet_four_momenta(padded.p4, padded.mask)
+    boosts, valid = rest_frame_boosts(jet_p4)
+    assert boosts.shape == (len(jets), 4, 4) and boosts.dtype == np.float64
+    m2 = jet_p4[:, 0] ** 2 - np.sum(jet_p4[:, 1:] ** 2, axis=1)
+    np.testing.assert_array_equal(valid, (m2 > 0) & (jet_p4[:, 0] > 0) & (padded.n_constituents > 0))
+    rest = np.einsum("nab,nb->na", boosts[valid], jet_p4[valid])
+    np.testing.assert_allclose(rest[:, 0], np.sqrt(m2[valid]), rtol=1e-10)
+    np.testing.assert_allclose(rest[:, 1:], 0.0, atol=1e-9 * np.max(jet_p4[:, 0]))
+    # Lorentz: B^T g B = g, and proper orthochronous
+    lhs = np.einsum("nba,bc,ncd->nad", boosts, METRIC, boosts)
+    np.testing.assert_allclose(lhs, np.broadcast_to(METRIC, lhs.shape), atol=1e-9)
+    assert np.all(boosts[:, 0, 0] >= 1.0)
+    np.testing.assert_allclose(np.linalg.det(boosts), 1.0, rtol=1e-9)
+    # empty, massless single-particle and strongly boosted jets
+    special = np.array([[0.0, 0, 0, 0], [10.0, 0, 0, 10.0], [1e4, 0.0, 0.0, np.sqrt(1e8 - 1.0)]])
+    b2, v2 = rest_frame_boosts(special)
+    assert v2.tolist() == [False, False, True]
+    np.testing.assert_array_equal(b2[0], np.eye(4))
+    np.testing.assert_array_equal(b2[1], np.eye(4))
+    np.testing.assert_allclose(b2[2] @ special[2], [1.0, 0, 0, 0], atol=1e-6)
+
+
+def test_reference_vectors_plain_and_boosted():
+    refs = reference_vectors(3)
+    assert refs.shape == (3, 3, 4)
+    np.testing.assert_array_equal(refs[1], [[1, 0, 0, 1], [1, 0, 0, -1], [1, 0, 0, 0]])
+    jets, _, _ = random_jets(seed=52)
+    nonempty = jets[ak.num(jets) > 1]
+    padded = pad_jets(nonempty, 64)
+    boosts, valid = rest_frame_boosts(jet_four_momenta(padded.p4, padded.mask))
+    assert valid.all()
+    boosted = reference_vectors(len(nonempty), ("time", "beam_plus"), boosts=boosts)
+    np.testing.assert_allclose(boosted[:, 0], boosts[:, :, 0])  # B @ (1,0,0,0) = first column
+    norms = np.einsum("nra,ab,nrb->nr", boosted, METRIC, boosted)
+    np.testing.assert_allclose(norms[:, 0], 1.0, rtol=1e-9)
+    np.testing.assert_allclose(norms[:, 1], 0.0, atol=1e-9 * np.max(boosted[:, 1, 0] ** 2))
+    with pytest.raises(ValueError, match="unknown reference"):
+        reference_vectors(2, ("beam",))
+
+
+def test_constituent_features_match_vector():
+    jets, _, _ = random_jets(seed=61)
+    nonempty = jets[ak.num(jets) > 0]
+    padded = pad_jets(nonempty, 64)
+    feats = constituent_features(padded.p4, padded.mask)
+    assert feats.shape == (len(nonempty), 64, len(FEATURE_NAMES))
+    jet = ak.zip(
+        dict(zip(("E", "px", "py", "pz"), jet_four_momenta(padded.p4, padded.mask).T)),
+        with_name="Momentum4D",
+    )
+    srt = nonempty[ak.argsort(nonempty.pt, axis=1, ascending=False, stable=True)]
+    ref = [
+        np.log(srt.pt),
+        np.log(srt.E),
+        srt.eta - jet.eta,
+        srt.deltaphi(jet),
+        srt.deltaR(jet),
+    ]
+    for k, r in enumerate(ref):
+        flat_ref = ak.to_numpy(ak.flatten(r))
+        np.testing.assert_allclose(feats[padded.mask][:, k], flat_ref, rtol=1e-9, atol=1e-9)
+    assert np.all(feats[~padded.mask] == 0.0)
