@@ -1,0 +1,8 @@
+"""``python -m lloca_hep.generate``: same options as ``lloca-hep generate``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

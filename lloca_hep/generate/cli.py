@@ -1,0 +1,114 @@
+"""The ``lloca-hep generate`` subcommand (also runnable as ``python -m lloca_hep.generate``).
+
+Exit codes follow :mod:`lloca_hep.cli`: 0 success, 1 runtime failure (including a missing
+``generate`` extra), 2 bad usage or bad input (negative counts, existing output without
+``--overwrite``, missing output directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .recipe import DEFAULT_MAX_CONSTITUENTS
+
+# same values as lloca_hep.cli (not imported from there: lloca_hep.cli imports this module)
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("lloca_hep")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``generate`` options to ``parser``."""
+    parser.add_argument("--signal", type=_non_negative_int, required=True, metavar="N",
+                        help="number of top jets (is_signal = 1)")
+    parser.add_argument("--background", type=_non_negative_int, required=True, metavar="N",
+                        help="number of QCD jets (is_signal = 0)")
+    parser.add_argument("--seed", type=_non_negative_int, required=True, metavar="S",
+                        help="random seed; the same seed gives the same file content")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE.root",
+                        help="ROOT file to write (TTree 'jets')")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+                        help="worker processes (default 1; does not change the result)")
+    parser.add_argument("--max-constituents", type=_positive_int, default=DEFAULT_MAX_CONSTITUENTS,
+                        metavar="N", help=f"constituents kept per jet, hardest first "
+                        f"(default {DEFAULT_MAX_CONSTITUENTS})")
+    parser.add_argument("--overwrite", action="store_true", help="replace FILE.root if it exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``generate`` for parsed ``args``; returns the exit code."""
+    from .sample import generate_sample
+
+    try:
+        path = generate_sample(
+            args.output, n_signal=args.signal, n_background=args.background, seed=args.seed,
+            workers=args.workers, max_constituents=args.max_constituents,
+            progress=not args.no_progress, overwrite=args.overwrite,
+        )
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, IsADirectoryError) as err:
+        log.error("generate: %s", err)
+        return EXIT_BAD_INPUT
+    except ImportError as err:
+        log.error("generate: %s", err)
+        return EXIT_FAILURE
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``generate`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate a top-tagging sample with Pythia 8 + fastjet (needs the 'generate' extra)",
+        description=(
+            "Generate truth-level top (all-hadronic t tbar) and QCD jets at 14 TeV with Pythia 8, "
+            "anti-kT R=0.8, 550 < pT < 650 GeV, |eta| < 2, and write them to a flat ROOT TTree "
+            "'jets' (npart, part_px/py/pz/energy, jet_pt/eta/phi/mass/energy, is_signal)."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m lloca_hep.generate``)."""
+    parser = argparse.ArgumentParser(prog="python -m lloca_hep.generate",
+                                     description="Generate a top-tagging sample.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Generate a top-tagging sample and write it as a flat ROOT TTree (LLOCA.md section 11).
+
+Work is cut into chunks of ``chunk_size`` jets of one class. Chunk ``k`` of class ``c``
+(1 signal, 0 background) gets its own Pythia instance seeded with
+``SeedSequence(seed, spawn_key=(c, k))`` (see :func:`lloca_hep.generate.recipe.pythia_seed`), so
+chunks are independent, can run in any worker, and results are put back in chunk order: the
+file content depends on ``seed``, the jet counts, ``max_constituents`` and ``chunk_size`` only,
+not on the number of workers or on scheduling. Signal and background are then shuffled
+together with a permutation drawn from ``SeedSequence(seed, spawn_key=(2,))`` (``shuffle=True``,
+the default), so any prefix of the file is a random mix of both classes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import recipe
+from .events import BACKGROUND, SIGNAL, ChunkResult, ChunkTask, require_generators, run_chunk
+
+log = logging.getLogger(__name__)
+
+#: jets per work unit (one Pythia initialisation, about 0.15 s, per chunk)
+DEFAULT_CHUNK_SIZE = 500
+#: jets per ``TTree.extend`` call (one basket per branch)
+WRITE_BATCH_JETS = 20_000
+#: ZSTD compression level of the output file
+ZSTD_LEVEL = 5
+#: name of the output TTree and of the JSON provenance string stored next to it
+TREE_NAME = "jets"
+PROVENANCE_KEY = "generation_config"
+#: spawn key of the shuffle permutation (0 and 1 are the class chunk seeds)
+SHUFFLE_SPAWN_KEY = 2
+
+_JET_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_energy")
+_PART_FIELDS = ("px", "py", "pz", "energy")
+
+
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def plan_tasks(
+    n_signal: int, n_background: int, seed: int, max_constituents: int, chunk_size: int
+) -> list[ChunkTask]:
+    """The chunk tasks, signal chunks first then background, each with its derived Pythia seed."""
+    tasks: list[ChunkTask] = []
+    for class_id, total in ((SIGNAL, n_signal), (BACKGROUND, n_background)):
+        for k, start in enumerate(range(0, total, chunk_size)):
+            tasks.append(ChunkTask(
+                index=len(tasks), class_id=class_id, chunk_index=k,
+                n_jets=min(chunk_size, total - start),
+                pythia_seed=recipe.pythia_seed(seed, class_id, k),
+                max_constituents=max_constituents,
+            ))
+    return tasks
+
+
+def _run_tasks(tasks: list[ChunkTask], workers: int, progress: bool) -> list[ChunkResult]:
+    """Run the tasks (in this process for one worker, else a spawn pool); results in task order."""
+    from tqdm.auto import tqdm
+
+    results: list[ChunkResult | None] = [None] * len(tasks)
+    total = sum(t.n_jets for t in tasks)
+    with tqdm(total=total, unit="jet", desc="generating", disable=not progress) as bar:
+        stream: Iterator[ChunkResult]
+        if workers == 1:
+            stream = map(run_chunk, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            # big chunks first is already the order (signal, slower, comes first)
+            stream = pool.imap_unordered(run_chunk, tasks, chunksize=1)
+        try:
+            for result in stream:
+                results[result.index] = result
+                bar.update(result.n_jets)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:  # pragma: no cover - the pool raises before this can happen
+        raise RuntimeError(f"generation chunks {missing} returned no result")
+    return [r for r in results if r is not None]
+
+
+def _provenance(
+    n_signal: int, n_background: int, seed: int, max_constituents: int, chunk_size: int,
+    shuffle: bool,
+) -> str:
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    from .. import __version__
+
+    return json.dumps({
+        "generator": "lloca_hep.generate.generate_sample",
+        "lloca_hep": __version__,
+        "pythia8mc": version("pythia8mc"),
+        "fastjet": version("fastjet"),
+        "seed": seed,
+        "n_signal": n_signal,
+        "n_background": n_background,
+        "max_constituents": max_constituents,
+        "chunk_size": chunk_size,
+        "shuffle": shuffle,
+        "pythia_common": list(recipe.COMMON_SETTINGS),
+        "pythia_signal": list(recipe.SIGNAL_SETTINGS),
+        "pythia_background": list(recipe.BACKGROUND_SETTINGS),
+        "jet_radius": recipe.JET_RADIUS,
+        "jet_pt_gev": [recipe.JET_PT_MIN_GEV, recipe.JET_PT_MAX_GEV],
+        "jet_abs_eta_max": recipe.JET_ABS_ETA_MAX,
+        "truth_match_radius": recipe.TRUTH_MATCH_RADIUS,
+    }, sort_keys=True)
+
+
+def _assemble(results: list[ChunkResult], seed: int, shuffle: bool) -> dict[str, np.ndarray]:
+    """Concatenate chunk results (in task order) and optionally permute jets."""
+    npart = np.concatenate([r.npart for r in results])
+    part = np.concatenate([r.part for r in results])
+    jet = np.concatenate([r.jet for r in results])
+    label = np.concatenate([np.full(r.n_jets, r.class_id, dtype=np.int32) for r in results])
+    if shuffle and len(npart) > 1:
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SHUFFLE_SPAWN_KEY,)))
+        perm = rng.permutation(len(npart))
+        offsets = np.zeros(len(npart) + 1, dtype=np.int64)
+        np.cumsum(npart, out=offsets[1:])
+        # gather each jet's constituent rows in the new order
+        starts = offsets[:-1][perm]
+        counts = npart[perm].astype(np.int64)
+        new_offsets = np.zeros_like(offsets)
+        np.cumsum(counts, out=new_offsets[1:])
+        rows = np.arange(new_offsets[-1], dtype=np.int64) - np.repeat(new_offsets[:-1] - starts, counts)
+        part = part[rows]
+        npart = npart[perm]
+        jet = jet[perm]
+        label = label[perm]
+    return {"npart": npart, "part": part, "jet": jet, "is_signal": label}
+
+
+def _write(path: Path, data: dict[str, np.ndarray], provenance: str) -> None:
+    """Write the flat ``jets`` TTree (branch names as in LLOCA.md section 11) to ``path``."""
+    import awkward as ak
+    import uproot
+
+    npart = data["npart"]
+    offsets = np.zeros(len(npart) + 1, dtype=np.int64)
+    np.cumsum(npart, out=offsets[1:])
+    part = data["part"]
+    with uproot.recreate(path, compression=uproot.ZSTD(ZSTD_LEVEL)) as f:
+        f[PROVENANCE_KEY] = provenance
+        part_type = ak.types.ListType(ak.types.RecordType(
+            [ak.types.NumpyType("float32")] * len(_PART_FIELDS), list(_PART_FIELDS)))
+        branch_types: dict[str, object] = {"part": part_type}
+        branch_types.update({name: np.float32 for name in _JET_BRANCHES})
+        branch_types["is_signal"] = np.int32
+        tree = f.mktree(TREE_NAME, branch_types, counter_name=lambda counted: "n" + counted)
+        for start in range(0, len(npart), WRITE_BATCH_JETS):
+            stop = min(start + WRITE_BATCH_JETS, len(npart))
+            lo, hi = offsets[start], offsets[stop]
+            record = ak.contents.RecordArray(
+                [ak.contents.NumpyArray(np.ascontiguousarray(part[lo:hi, i]))
+                 for i in range(len(_PART_FIELDS))],
+                list(_PART_FIELDS),
+            )
+            ragged = ak.Array(ak.contents.ListOffsetArray(
+                ak.index.Index64(offsets[start:stop + 1] - lo), record))
+            batch: dict[str, object] = {"part": ragged}
+            for i, name in enumerate(_JET_BRANCHES):
+                batch[name] = np.ascontiguousarray(data["jet"][start:stop, i])
+            batch["is_signal"] = data["is_signal"][start:stop]
+            tree.extend(batch)
+
+
+def generate_sample(
+    output: str | os.PathLike[str],
+    n_signal: int,
+    n_background: int,
+    seed: int,
+    workers: int = 1,
+    max_constituents: int = recipe.DEFAULT_MAX_CONSTITUENTS,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    shuffle: bool = True,
+) -> Path:
+    """Generate a top-tagging sample with Pythia 8 + fastjet and write it to ``output`` (ROOT).
+
+    Parameters
+    ----------
+    output : path of the ROOT file to write; written to a temporary name in the same directory
+        and renamed when complete. An existing file is an error unless ``overwrite=True``.
+    n_signal, n_background : number of top jets (``is_signal == 1``) and QCD jets (0).
+    seed : non-negative integer; all Pythia seeds derive from it (see module docstring).
+    workers : worker processes (``multiprocessing`` spawn context); 1 runs in this process.
+        The file content does not depend on it.
+    max_constituents : keep at most this many constituents per jet, hardest (highest pT) first.
+        ``jet_*`` branches are computed from all constituents, before truncation.
+    progress : show a tqdm progress bar (jets).
+    chunk_size : jets per work unit (changing it changes the sample).
+    shuffle : shuffle signal and background together with a seed-derived permutation; with
+        ``False`` the file holds all signal jets, then all background jets.
+
+    Returns the path written. The file holds TTree ``jets`` (one entry per jet): counter ``npart``
+    (int32), jagged float32 ``part_px part_py part_pz part_energy`` (GeV, sorted by decreasing
+    pT), float32 ``jet_pt`` (GeV) ``jet_eta`` ``jet_phi`` (rad, in (-pi, pi]) ``jet_mass`` (GeV)
+    ``jet_energy`` (GeV), int32 ``is_signal``; plus a JSON string ``generation_config``.
+    """
+    n_signal = _check_count("n_signal", n_signal)
+    n_background = _check_count("n_background", n_background)
+    seed = _check_count("seed", seed)
+    workers = _check_count("workers", workers)
+    max_constituents = _check_count("max_constituents", max_constituents)
+    chunk_size = _check_count("chunk_size", chunk_size)
+    if n_signal + n_background == 0:
+        raise ValueError("nothing to generate: n_signal and n_background are both 0")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if max_constituents < 1:
+        raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if output.exists() and not output.is_file():
+        raise IsADirectoryError(f"{output} exists and is not a file")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    require_generators()
+
+    tasks = plan_tasks(n_signal, n_background, seed, max_constituents, chunk_size)
+    workers = min(workers, len(tasks))
+    log.info("generating %d signal + %d background jets (seed %d, %d chunks, %d worker%s) -> %s",
+             n_signal, n_background, seed, len(tasks), workers, "" if workers == 1 else "s", output)
+    t0 = time.perf_counter()
+    results = _run_tasks(tasks, workers, progress)
+    elapsed = time.perf_counter() - t0
+    n_events = {c: sum(r.n_events for r in results if r.class_id == c) for c in (SIGNAL, BACKGROUND)}
+    log.info("generated %d jets in %.1f s (%.1f jets/s; %d signal and %d background events)",
+             n_signal + n_background, elapsed, (n_signal + n_background) / elapsed if elapsed > 0 else float("inf"),
+             n_events[SIGNAL], n_events[BACKGROUND])
+
+    data = _assemble(results, seed, shuffle)
+    provenance = _provenance(n_signal, n_background, seed, max_constituents, chunk_size, shuffle)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        _write(tmp, data, provenance)
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
+    return output
