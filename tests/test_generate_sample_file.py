@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
@@ -74,3 +75,11 @@ def test_mass_alone_separates_classes(jets):
     sig, bkg = np.sort(score[label == 1]), np.sort(score[label == 0])
     auc = np.searchsorted(bkg, sig, side="left").sum() / (len(sig) * len(bkg))
     assert auc > MIN_MASS_AUC, auc
+
+
+def test_sample_reads_back_through_lloca_hep(jets):
+    arrays, _ = jets
+    read = lloca_hep.read_jets(SAMPLE)
+    assert len(read) == len(arrays["npart"])
+    np.testing.assert_array_equal(ak.num(read.constituents, axis=1).to_numpy(), arrays["npart"])
+    np.testing.assert_array_equal(ak.to_numpy(read.is_signal), arrays["is_signal"])
