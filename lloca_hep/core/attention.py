@@ -1,0 +1,112 @@
+"""LLoCa attention in the O(N) global-frame form, on ``scaled_dot_product_attention``.
+
+Every head carries a tensor representation (default ``"8x0n+2x1n"``: 8 scalars and 2 vectors)
+whose components are expressed in each particle's local frame. The attention logit of ``i`` to
+``j`` is the Minkowski contraction ``<q_i, rho(L_i L_j^{-1}) k_j>``, which equals
+``<rho(L_i^{-1}) q_i, rho(L_j^{-1}) k_j>``: queries, keys and values are moved once into a common
+frame (O(N) small matrix products), the key indices are lowered with the metric g, any fused
+attention kernel does the rest, and outputs are moved back with ``rho(L_i)``.
+
+Here the common frame is a per-jet frame ``L_J`` and the matrices passed in are the relative
+frames ``T_i = L_i L_J^{-1}`` (see :mod:`lloca_hep.core.framechoices`); they are invariant under
+Lorentz transformations of the jet and, for learned frames, boosts of gamma <= 1.16 at most, so the
+float32 components in the common frame stay bounded.
+
+Within a head the components are laid out by rank: scalars, then vectors (4 each), then rank-2
+tensors (16 each); the multiplicities come from the spec.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.functional import scaled_dot_product_attention
+
+from .lorentz import METRIC_DIAG, inverse
+from .reps import TensorReps
+
+__all__ = ["LLoCaAttention", "key_padding_mask"]
+
+
+def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B, 1, 1, N)`` attention mask; rows with no real constituent may attend to slot 0.
+
+    The fallback keeps fully padded jets finite (their outputs are meaningless and masked later).
+    """
+    keep = mask.clone()
+    empty = ~mask.any(dim=1)
+    keep[:, 0] = keep[:, 0] | empty
+    return keep[:, None, None, :]
+
+
+class LLoCaAttention(nn.Module):
+    """Multi-head attention whose heads mix scalars, vectors and rank-2 tensors equivariantly.
+
+    Args:
+        dim: width of the (local-frame) input and output features.
+        heads: number of heads.
+        head_reps: representation of one head, e.g. ``"8x0n+2x1n"``.
+
+    ``forward(x, relative, mask)``: ``x (B, N, dim)`` local features, ``relative`` ``(B, N, 4, 4)``
+    relative frames ``T_i`` (or ``None`` for identity, then this is ordinary attention with
+    Minkowski products in the vector channels), ``mask (B, N)`` bool. Returns ``(B, N, dim)``.
+    """
+
+    def __init__(self, dim: int, heads: int = 4, head_reps: str = "8x0n+2x1n"):
+        super().__init__()
+        self.reps = TensorReps(head_reps)
+        self.heads = heads
+        self.ns = self.reps.num_scalars
+        self.nv = self.reps.num_vectors
+        self.n2 = self.reps.num_rank2
+        self.head_dim = self.reps.dim
+        self.qkv = nn.Linear(dim, 3 * heads * self.head_dim)
+        self.out = nn.Linear(heads * self.head_dim, dim)
+        g = torch.tensor(METRIC_DIAG)
+        signs = torch.cat(
+            [
+                torch.ones(self.ns),
+                g.repeat(self.nv),
+                (g[:, None] * g[None, :]).reshape(16).repeat(self.n2),
+            ]
+        )
+        self.register_buffer("key_signs", signs, persistent=False)
+
+    def _split(self, t: torch.Tensor):
+        s = t[..., : self.ns]
+        v = t[..., self.ns : self.ns + 4 * self.nv].unflatten(-1, (self.nv, 4))
+        r = t[..., self.ns + 4 * self.nv :].unflatten(-1, (self.n2, 4, 4))
+        return s, v, r
+
+    def _transform(self, t: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+        """Transform ``t (B, N, M, head_dim)`` with per-particle ``L (B, N, 4, 4)``."""
+        s, v, r = self._split(t)
+        parts = [s]
+        if self.nv:
+            # (B, N, M*nv, 4) @ (B, N, 4, 4)^T
+            B, N, M = v.shape[:3]
+            vv = torch.matmul(v.reshape(B, N, M * self.nv, 4), L.transpose(-1, -2))
+            parts.append(vv.reshape(B, N, M, self.nv * 4))
+        if self.n2:
+            rr = torch.einsum("bnia,bnmkab,bnjb->bnmkij", L, r, L)
+            parts.append(rr.flatten(-3))
+        return torch.cat(parts, -1)
+
+    def forward(
+        self, x: torch.Tensor, relative: torch.Tensor | None, mask: torch.Tensor
+    ) -> torch.Tensor:
+        B, N, _ = x.shape
+        H, D = self.heads, self.head_dim
+        qkv = self.qkv(x).view(B, N, 3 * H, D)
+        if relative is not None and not self.reps.is_scalar_only:
+            T = relative.to(x.dtype)
+            qkv = self._transform(qkv, inverse(T))
+        qkv = qkv.view(B, N, 3, H, D)
+        q = qkv[:, :, 0].transpose(1, 2)
+        k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
+        v = qkv[:, :, 2].transpose(1, 2)
+        o = scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask(mask))
+        o = o.transpose(1, 2)  # (B, N, H, D)
+        if relative is not None and not self.reps.is_scalar_only:
+            o = self._transform(o, relative.to(x.dtype))
+        return self.out(o.reshape(B, N, H * D))

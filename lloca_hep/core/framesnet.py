@@ -1,0 +1,165 @@
+"""Equivariant vector predictor ("frames net"), float64, padding-mask aware, O(N^2 * small).
+
+For each constituent ``i`` it outputs three four-vectors ``v_i0, v_i1, v_i2`` that transform like
+momenta, as invariant-weighted sums over partners ``j`` (the jet's constituents and, with symmetry
+breaking, the reference vectors):
+
+    a_ijk = <q_ik, k_jk> / sqrt(d) + c_k * log(m2_ij + EPS_PAIR)      (k = 0, 1, 2)
+    w_ijk = softmax_j a_ijk
+    v_i0  = J + sigmoid(s_i) * sum_j w_ij0 u_j,   v_i1 = sum_j w_ij1 u_j,   v_i2 = sum_j w_ij2 u_j
+
+with ``u_j = p_j / (E_j + EPS_ENERGY)`` the partner's direction at unit energy in the jet frame
+(``E_j = <p_j, J>``), so soft and hard constituents count alike and uniform weights do not collapse
+the spatial parts onto the jet axis.
+
+``q_ik, k_jk`` come from a small per-particle MLP of invariants (log energy in the jet frame,
+jet-level invariants, and optional symmetry-breaking scalars), so the pair cost is a
+``d``-dimensional dot product per pair and vector instead of the reference's MLP on all N^2 pairs.
+``m2_ij = <p_i + p_j, p_i + p_j>`` is the pair mass in jet-mass units, regularised by the jet-scale
+term ``EPS_PAIR`` so that float64 rounding noise on tiny (soft, collinear) pair masses cannot reach
+the weights. Constituent masses are deliberately not used: after a rapidity-6 transformation the
+float64 rounding of the input alone changes a pion's mass^2 by ~1e-4 relative. ``J`` is the jet momentum over its mass (``(1, 0, 0, 0)`` in the canonical rest frame):
+with softmax weights and partner energies at most 1, ``v_i0`` has velocity at most 1/2 in the jet
+frame, so every local frame is within a boost of gamma <= 1.16 of the jet rest frame.
+
+All inputs and the arithmetic are float64 whatever the module's parameter dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .lorentz import minkowski
+
+__all__ = ["EPS_ENERGY", "EPS_PAIR", "NEG_LARGE", "FramesNet"]
+
+#: Regulariser (jet-mass units) inside log of constituent energies in the jet frame.
+EPS_ENERGY = 1e-3
+#: Jet-scale regulariser (jet-mass^2 units) inside log of pair masses squared.
+EPS_PAIR = 1e-2
+#: Logit given to masked partners (finite, so fully padded rows stay finite).
+NEG_LARGE = -1e30
+#: Number of vectors predicted per constituent.
+NUM_VECTORS = 3
+#: Initial pair-mass coefficients c_k of the three vectors.
+INIT_PAIR_COEF = (-0.5, -1.0, 0.5)
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float64)
+
+
+class FramesNet(nn.Module):
+    """Predict ``(B, N, 3, 4)`` equivariant vectors from constituents in float64.
+
+    Args:
+        hidden: width of the per-particle MLP.
+        key_dim: dimension ``d`` of the per-vector query/key used for pair weights.
+        num_scalars: number of extra (possibly non-invariant) per-particle scalars fed in.
+        num_references: number of reference vectors (symmetry breaking) used as extra partners.
+        num_global: number of jet-level invariant scalars (e.g. log jet mass).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 32,
+        key_dim: int = 8,
+        num_scalars: int = 0,
+        num_references: int = 0,
+        num_global: int = 1,
+    ):
+        super().__init__()
+        self.key_dim = key_dim
+        self.num_scalars = num_scalars
+        self.num_references = num_references
+        self.num_global = num_global
+        n_in = 1 + num_references + num_scalars + num_global
+        self.fc1 = nn.Linear(n_in, hidden)
+        self.fc2 = nn.Linear(hidden, 2 * NUM_VECTORS * key_dim + 1)
+        # v0, v1 prefer nearby partners, v2 distant ones: distinct directions at initialisation
+        self.pair_coef = nn.Parameter(torch.tensor(INIT_PAIR_COEF))
+        if num_references:
+            self.ref_keys = nn.Parameter(torch.randn(num_references, NUM_VECTORS, key_dim) * 0.5)
+            self.ref_bias = nn.Parameter(torch.zeros(num_references, NUM_VECTORS))
+
+    def particle_features(
+        self,
+        p: torch.Tensor,
+        jet: torch.Tensor,
+        refs: torch.Tensor | None,
+        scalars: torch.Tensor | None,
+        global_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        energy = minkowski(p, jet[:, None])
+        cols = [torch.log(energy.clamp_min(0) + EPS_ENERGY)[..., None]]
+        if self.num_references:
+            pr = minkowski(p[:, :, None], refs[:, None])  # (B, N, R)
+            cols.append(torch.log(pr.clamp_min(0) + EPS_ENERGY))
+        if self.num_scalars:
+            cols.append(_f64(scalars))
+        if self.num_global:
+            cols.append(_f64(global_scalars)[:, None].expand(-1, p.shape[1], -1))
+        return torch.cat(cols, -1)
+
+    def forward(
+        self,
+        p: torch.Tensor,
+        mask: torch.Tensor,
+        jet: torch.Tensor,
+        refs: torch.Tensor | None = None,
+        scalars: torch.Tensor | None = None,
+        global_scalars: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Vectors ``(B, N, 3, 4)`` float64.
+
+        Args:
+            p: ``(B, N, 4)`` momenta in jet-mass units (any frame; padded entries zero).
+            mask: ``(B, N)`` bool.
+            jet: ``(B, 4)`` jet momentum over jet mass in the same frame.
+            refs: ``(B, R, 4)`` reference vectors in the same frame (if ``num_references``).
+            scalars: ``(B, N, S)`` extra per-particle scalars (if ``num_scalars``).
+            global_scalars: ``(B, G)`` jet-level invariants (if ``num_global``).
+        """
+        p, jet = _f64(p), _f64(jet)
+        B, N, _ = p.shape
+        if global_scalars is None:
+            global_scalars = p.new_zeros(B, self.num_global)
+        x = self.particle_features(p, jet, refs, scalars, global_scalars)
+        w1, b1 = _f64(self.fc1.weight), _f64(self.fc1.bias)
+        w2, b2 = _f64(self.fc2.weight), _f64(self.fc2.bias)
+        h = nn.functional.gelu(nn.functional.linear(x, w1, b1))
+        out = nn.functional.linear(h, w2, b2)
+        K, d = NUM_VECTORS, self.key_dim
+        q = out[..., : K * d].unflatten(-1, (K, d))
+        k = out[..., K * d : 2 * K * d].unflatten(-1, (K, d))
+        gate = torch.sigmoid(out[..., -1])
+        coef = _f64(self.pair_coef)
+
+        m2 = minkowski(p, p).clamp_min(0)
+        pp = torch.einsum("bia,bja->bij", p * p.new_tensor([1.0, -1.0, -1.0, -1.0]), p)
+        pair_m2 = (m2[:, :, None] + m2[:, None, :] + 2 * pp).clamp_min(0)
+        logits = torch.einsum("bikd,bjkd->bkij", q, k) / math.sqrt(d)
+        logits = logits + coef[None, :, None, None] * torch.log(pair_m2 + EPS_PAIR)[:, None]
+        # unit jet-frame energy directions: every partner counts by its direction, not its energy
+        energy = minkowski(p, jet[:, None]).clamp_min(0)
+        partners = p / (energy + EPS_ENERGY)[..., None]
+        pmask = mask
+        if self.num_references:
+            rk = _f64(self.ref_keys)
+            rl = (
+                torch.einsum("bikd,rkd->bkir", q, rk) / math.sqrt(d)
+                + _f64(self.ref_bias).T[None, :, None, :]
+            )
+            pr = minkowski(p[:, :, None], refs[:, None]).clamp_min(0)  # (B, N, R)
+            rl = rl + coef[None, :, None, None] * torch.log(2 * pr + EPS_PAIR)[:, None]
+            logits = torch.cat([logits, rl], -1)
+            partners = torch.cat([partners, _f64(refs)], 1)
+            pmask = torch.cat([mask, mask.new_ones(B, refs.shape[1])], 1)
+        logits = logits.masked_fill(~pmask[:, None, None, :], NEG_LARGE)
+        w = torch.softmax(logits, dim=-1)  # (B, K, N, N+R)
+        v = torch.einsum("bkij,bja->bika", w, partners)  # (B, N, K, 4)
+        v0 = jet[:, None] + gate[..., None] * v[:, :, 0]
+        return torch.stack([v0, v[:, :, 1], v[:, :, 2]], dim=2)

@@ -1,0 +1,104 @@
+"""Synthetic, realistic-looking jets for tests and benchmarks (no physics generator needed).
+
+Jets of transverse momentum 550-650 GeV, |eta| < 2, with 1-3 prongs inside R = 0.8, a given range
+of constituent multiplicities, a mix of massless (photons) and massive (pion/kaon/proton mass)
+constituents, and a few soft constituents of 0.5 GeV transverse momentum. Momenta are float64
+``(E, px, py, pz)`` in GeV, padded with zeros, with a bool mask.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["SOFT_PT_GEV", "degenerate_jets", "toy_jets"]
+
+#: Transverse momentum of the soft constituents (GeV).
+SOFT_PT_GEV = 0.5
+_MASSES_GEV = (0.0, 0.13957, 0.49368, 0.93827)
+
+
+def toy_jets(
+    num_jets: int,
+    max_constituents: int = 64,
+    min_constituents: int = 20,
+    num_soft: int = 3,
+    seed: int = 0,
+    pt_range: tuple[float, float] = (550.0, 650.0),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``p4 (num_jets, max_constituents, 4)`` float64 GeV and ``mask (num_jets, max_constituents)``.
+
+    Multiplicities are uniform in ``[min_constituents, max_constituents]``; the last ``num_soft``
+    constituents of each jet have pT = :data:`SOFT_PT_GEV`. Constituents are sorted by pT.
+    """
+    if not 1 <= min_constituents <= max_constituents:
+        raise ValueError("need 1 <= min_constituents <= max_constituents")
+    gen = torch.Generator().manual_seed(seed)
+    dt = torch.float64
+    B, N = num_jets, max_constituents
+    n = torch.randint(min_constituents, N + 1, (B,), generator=gen)
+    mask = torch.arange(N)[None] < n[:, None]
+    jet_pt = pt_range[0] + (pt_range[1] - pt_range[0]) * torch.rand(B, generator=gen, dtype=dt)
+    jet_eta = (torch.rand(B, generator=gen, dtype=dt) * 2 - 1) * 2.0
+    jet_phi = (torch.rand(B, generator=gen, dtype=dt) * 2 - 1) * torch.pi
+    # prongs: 1 to 3 axes around the jet axis
+    nprong = torch.randint(1, 4, (B,), generator=gen)
+    prong_off = torch.randn(B, 3, 2, generator=gen, dtype=dt) * 0.25
+    prong_off[:, 0] = 0.0
+    prong_id = torch.randint(0, 3, (B, N), generator=gen) % nprong[:, None]
+    off = torch.gather(prong_off, 1, prong_id[..., None].expand(B, N, 2))
+    d = off + torch.randn(B, N, 2, generator=gen, dtype=dt) * 0.06
+    eta = jet_eta[:, None] + d[..., 0]
+    phi = jet_phi[:, None] + d[..., 1]
+    frac = torch.distributions.Gamma(
+        torch.tensor(0.7, dtype=dt), torch.tensor(1.0, dtype=dt)
+    ).sample((B, N))
+    frac = frac * mask
+    pt = frac / frac.sum(1, keepdim=True) * jet_pt[:, None]
+    # soft constituents at the end of each jet
+    idx = torch.arange(N)[None]
+    soft = mask & (idx >= (n[:, None] - num_soft))
+    pt = torch.where(soft, torch.full_like(pt, SOFT_PT_GEV), pt)
+    mass = torch.tensor(_MASSES_GEV, dtype=dt)[
+        torch.randint(0, len(_MASSES_GEV), (B, N), generator=gen)
+    ]
+    px, py, pz = pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta)
+    e = torch.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    p4 = torch.stack([e, px, py, pz], -1) * mask[..., None]
+    order = torch.argsort(torch.where(mask, pt, -1.0), dim=1, descending=True, stable=True)
+    p4 = torch.gather(p4, 1, order[..., None].expand(B, N, 4))
+    return p4, mask
+
+
+def degenerate_jets() -> tuple[torch.Tensor, torch.Tensor]:
+    """Eight degenerate jets ``(8, 6, 4)`` float64 GeV + mask: 1, 2 or 3 constituents (massless or
+    massive), exactly collinear massless ones, duplicates, a fully padded row (index 6)."""
+    N = 6
+    p = torch.zeros(8, N, 4, dtype=torch.float64)
+    mask = torch.zeros(8, N, dtype=torch.bool)
+    d = torch.tensor([0.3, 0.4, 0.866], dtype=torch.float64)
+    d = d / d.norm()
+
+    def massless(e: float) -> torch.Tensor:
+        return torch.cat([torch.tensor([e], dtype=torch.float64), e * d])
+
+    p[0, 0], mask[0, :1] = massless(100.0), True  # one massless constituent
+    p[1, 0], mask[1, :1] = (
+        torch.tensor([10.0, 1.0, 2.0, 3.0], dtype=torch.float64),
+        True,
+    )  # one massive
+    p[2, :2], mask[2, :2] = (
+        torch.stack([massless(50.0), massless(20.0)]),
+        True,
+    )  # collinear massless
+    p[3, :2] = torch.tensor([[50.0, 40.0, 0, 0], [30.0, 0, 30.0, 0]], dtype=torch.float64)
+    mask[3, :2] = True  # two constituents
+    p[4, :3] = torch.tensor(
+        [[50.0, 40.0, 0, 0], [30.0, 0, 30.0, 0], [20.0, 0, 0, -20.0]], dtype=torch.float64
+    )
+    mask[4, :3] = True  # three constituents
+    p[5, :4] = torch.tensor([[50.0, 40.0, 0, 10], [50.0, 40.0, 0, 10]] * 2, dtype=torch.float64)
+    mask[5, :4] = True  # duplicates
+    # row 6: fully padded; row 7: all collinear massless, six of them
+    p[7] = torch.stack([massless(5.0 * (i + 1)) for i in range(N)])
+    mask[7] = True
+    return p, mask

@@ -1,0 +1,40 @@
+"""Shared helpers for the models: input checks, masked pooling, output heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ClassifierHead", "check_inputs", "masked_mean"]
+
+
+def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise a clear error unless ``p4`` is ``(B, N, 4)`` and ``mask`` a bool ``(B, N)``."""
+    if p4.dim() != 3 or p4.shape[-1] != 4:
+        raise ValueError(f"p4 must have shape (B, N, 4) of (E, px, py, pz), got {tuple(p4.shape)}")
+    if mask.shape != p4.shape[:2]:
+        raise ValueError(f"mask must have shape {tuple(p4.shape[:2])}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``h (B, N, C)`` over real constituents -> ``(B, C)`` (zero for empty jets)."""
+    m = mask[..., None].to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class ClassifierHead(nn.Module):
+    """LayerNorm -> Linear -> GELU -> Linear; ``(B, C_in)`` -> ``(B,)`` or ``(B, num_classes)``."""
+
+    def __init__(self, dim: int, num_classes: int | None):
+        super().__init__()
+        self.num_classes = num_classes
+        out = 1 if num_classes is None else int(num_classes)
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        return y[:, 0] if self.num_classes is None else y
