@@ -76,11 +76,35 @@ def test_pad_jets_matches_awkward_reference(n_max, sort_by_pt, dtype):
     assert padded.n_truncated == int(np.count_nonzero(counts > n_max))
 
 
-def test_sort_is_stable_for_equal_pt():
-    jets, _, _ = random_jets(seed=5, ties=True)
-    padded = pad_jets(jets, 40, warn_empty=False)
-    ref_p4, _ = reference_pad(jets, 40, True)
+@pytest.mark.parametrize("max_count", [40, 300])
+def test_sort_is_stable_for_equal_pt(max_count):
+    jets, _, _ = random_jets(seed=5, ties=True, max_count=max_count)
+    padded = pad_jets(jets, max_count, warn_empty=False)
+    ref_p4, _ = reference_pad(jets, max_count, True)
     np.testing.assert_array_equal(padded.p4, ref_p4)
+
+
+def test_long_jets_sorted_and_truncated():
+    jets, _, _ = random_jets(seed=6, max_count=400)
+    padded = pad_jets(jets, 128, warn_empty=False)
+    np.testing.assert_array_equal(padded.p4, reference_pad(jets, 128, True)[0])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 47, 48, 49, 95, 96, 97, 150, 500])
+@pytest.mark.parametrize("pattern", ["random", "sorted", "reversed", "ties"])
+def test_stable_argsort_kernel(n, pattern):
+    from lloca_hep.preprocessing.kernels import _stable_argsort
+
+    rng = np.random.default_rng(n)
+    keys = {
+        "random": rng.normal(size=n),
+        "sorted": np.sort(rng.normal(size=n)),
+        "reversed": np.sort(rng.normal(size=n))[::-1].copy(),
+        "ties": rng.integers(0, 4, size=n).astype(np.float64),
+    }[pattern]
+    idx = np.full(max(n, 1), -1, np.int64)
+    _stable_argsort(keys, n, idx, np.empty(max(n, 1), np.int64), np.empty(max(n, 1)))
+    np.testing.assert_array_equal(idx[:n], np.argsort(keys, kind="stable"))
 
 
 def test_pad_flat_offsets_counts_and_sliced_offsets():

@@ -23,8 +23,80 @@ FLAG_NEGATIVE_ENERGY = 2
 FLAG_SPACELIKE = 3
 
 
+#: Jets up to this many constituents are sorted by insertion (keys moved along with the
+#: indices); longer ones by insertion-sorted runs of this length plus bottom-up merges.
+_INSERTION_RUN = 48
+
+
 @njit(cache=True, nogil=True)
-def pad_kernel(offsets, px, py, pz, energy, sort_by_pt, scratch, out, mask, n_constituents):
+def _stable_argsort(keys, n, idx, tmp, key_tmp):
+    """Stable ascending argsort of ``keys[:n]`` into ``idx[:n]`` without allocating.
+
+    ``tmp`` (int64) and ``key_tmp`` (float64) are work space of at least ``n``. Already sorted
+    input (pT-ordered files such as JetClass) costs one pass; ties keep their original order.
+    """
+    for k in range(n):
+        idx[k] = k
+    ordered = True
+    for k in range(n - 1):
+        if keys[k + 1] < keys[k]:
+            ordered = False
+            break
+    if ordered:
+        return
+    run = _INSERTION_RUN
+    for lo in range(0, n, run):
+        hi = min(lo + run, n)
+        key_tmp[lo] = keys[lo]
+        for a in range(lo + 1, hi):
+            key = keys[a]
+            b = a - 1
+            while b >= lo and key_tmp[b] > key:
+                key_tmp[b + 1] = key_tmp[b]
+                idx[b + 1] = idx[b]
+                b -= 1
+            key_tmp[b + 1] = key
+            idx[b + 1] = a
+    if n <= run:
+        return
+    width = run
+    src = idx
+    dst = tmp
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a = lo
+            b = mid
+            o = lo
+            while a < mid and b < hi:
+                if keys[src[b]] < keys[src[a]]:
+                    dst[o] = src[b]
+                    b += 1
+                else:
+                    dst[o] = src[a]
+                    a += 1
+                o += 1
+            while a < mid:
+                dst[o] = src[a]
+                a += 1
+                o += 1
+            while b < hi:
+                dst[o] = src[b]
+                b += 1
+                o += 1
+        src, dst = dst, src
+        width *= 2
+    if src is not idx:
+        for k in range(n):
+            idx[k] = src[k]
+
+
+@njit(cache=True, nogil=True)
+def pad_kernel(
+    offsets, px, py, pz, energy, sort_by_pt, scratch, order, order_tmp, key_tmp, out, mask,
+    n_constituents,
+):
     """Sort (optionally) by pT, truncate to the N leading and pad to ``out``.
 
     Parameters
@@ -34,6 +106,8 @@ def pad_kernel(offsets, px, py, pz, energy, sort_by_pt, scratch, out, mask, n_co
     sort_by_pt : bool, sort constituents by descending pT inside each jet (stable for ties)
     scratch : float64 ``(max_count,)`` work space for the sort keys (``max_count`` = the
         largest jet), unused when ``sort_by_pt`` is False
+    order, order_tmp : int64 ``(max_count,)`` work space for the permutation
+    key_tmp : float64 ``(max_count,)`` work space for the sorted keys
     out : float ``(n_jets, N, 4)``, filled with (E, px, py, pz), zeros in padded slots
     mask : bool ``(n_jets, N)``, True for real constituents
     n_constituents : int64 ``(n_jets,)``, number of constituents before truncation
@@ -49,7 +123,7 @@ def pad_kernel(offsets, px, py, pz, energy, sort_by_pt, scratch, out, mask, n_co
             for k in range(n):
                 j = start + k
                 scratch[k] = -(px[j] * px[j] + py[j] * py[j])
-            order = np.argsort(scratch[:n], kind="mergesort")
+            _stable_argsort(scratch, n, order, order_tmp, key_tmp)
             for k in range(m):
                 j = start + order[k]
                 out[i, k, 0] = energy[j]
@@ -74,7 +148,7 @@ def pad_kernel(offsets, px, py, pz, energy, sort_by_pt, scratch, out, mask, n_co
 
 
 @njit(cache=True, nogil=True)
-def argsort_pt_kernel(offsets, px, py, scratch, out):
+def argsort_pt_kernel(offsets, px, py, scratch, order, order_tmp, key_tmp, out):
     """Global permutation that sorts constituents by descending pT inside each jet.
 
     ``out`` (int64, ``(offsets[-1] - offsets[0],)``) receives indices into the flat columns
@@ -90,7 +164,7 @@ def argsort_pt_kernel(offsets, px, py, scratch, out):
         for k in range(n):
             j = start + k
             scratch[k] = -(px[j] * px[j] + py[j] * py[j])
-        order = np.argsort(scratch[:n], kind="mergesort")
+        _stable_argsort(scratch, n, order, order_tmp, key_tmp)
         for k in range(n):
             out[start - base + k] = start - base + order[k]
 

@@ -172,8 +172,12 @@ def pad_flat(
     n_constituents = np.empty(n_jets, dtype=np.int64)
     longest = int(np.max(np.diff(offsets_arr))) if n_jets else 0
     scratch = np.empty(max(longest, 1), dtype=np.float64)
+    order = np.empty(max(longest, 1), dtype=np.int64)
+    order_tmp = np.empty_like(order)
+    key_tmp = np.empty_like(scratch)
     kernels.pad_kernel(
-        offsets_arr, *columns, bool(sort_by_pt), scratch, out, mask_out, n_constituents
+        offsets_arr, *columns, bool(sort_by_pt), scratch, order, order_tmp, key_tmp, out, mask_out,
+        n_constituents,
     )
     padded = PaddedJets(p4=out, mask=mask_out, n_constituents=n_constituents)
     if warn_empty:
@@ -296,5 +300,9 @@ def argsort_by_pt(offsets: npt.ArrayLike, px: npt.ArrayLike, py: npt.ArrayLike) 
     n = int(offsets_arr[-1] - offsets_arr[0]) if offsets_arr.size else 0
     out = np.empty(n, dtype=np.int64)
     longest = int(np.max(np.diff(offsets_arr))) if offsets_arr.size > 1 else 0
-    kernels.argsort_pt_kernel(offsets_arr, pxa, pya, np.empty(max(longest, 1)), out)
+    size = max(longest, 1)
+    kernels.argsort_pt_kernel(
+        offsets_arr, pxa, pya, np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64),
+        np.empty(size), out,
+    )
     return out
