@@ -12,18 +12,21 @@ writes its own friend-tree file, atomically (temporary name + rename), from the 
 scored it. Nothing is collected on the client but the list of written files. Inputs are never
 written to.
 
-Output files, one per partition, named ``<input stem>_lloca_<start>-<stop>.root`` where
-``[start, stop)`` is the partition's entry range in the input tree (with ``step_size=None``,
-one partition and one output per input file). Each holds a TTree ``Friends`` aligned entry by
-entry with that range:
+Output files, one per partition, named ``<input stem>_scores_<start>-<stop>.root`` where
+``[start, stop)`` is the partition's entry range in the input tree; with ``step_size=None``
+there is one partition per input file and its output is ``<input stem>_scores.root``, the
+name ``lloca-hep tag`` uses. The friend tree follows the layout of
+:class:`lloca_hep.io.FriendTreeWriter`: a TTree ``scores`` aligned entry by entry with the
+partition's range, holding
 
-* PFNano/NanoAOD inputs (one entry per event): ``n<collection>`` (jets per event) and
-  ``<collection>_lloca_score`` (float32 per jet, NaN for jets without candidates);
+* NanoAOD/PFNano inputs (one entry per event): ``score`` (float32 per jet of the collection,
+  in the order of the jets, NaN for jets without candidates; counter ``nscore``) and
+  ``score_jet_index`` (int32, index of the jet in the event; counter ``nscore_jet_index``);
 * JetClass-style flat inputs (one entry per jet, ``part_px/py/pz/energy`` branches):
-  ``lloca_score`` (float32).
+  ``score`` (float32).
 
-Chaining the parts of one input in order (e.g. a ROOT ``TChain`` of ``Friends``) gives a tree
-that is entry-aligned with the whole input tree, usable with ``TTree::AddFriend``.
+Chaining the parts of one input in entry order (e.g. a ROOT ``TChain`` of ``scores``) gives a
+tree that is entry-aligned with the whole input tree, usable with ``TTree::AddFriend``.
 """
 
 from __future__ import annotations
@@ -46,16 +49,16 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FRIEND_TREE", "ScoreFileResult", "score_files"]
 
-#: Name of the friend TTree written into every output file.
-FRIEND_TREE = "Friends"
-#: Branch suffix of the jet scores in event-level (NanoAOD) friend trees.
-SCORE_SUFFIX = "lloca_score"
-#: Branch name of the scores in jet-level (JetClass-style flat) friend trees.
-FLAT_SCORE_BRANCH = "lloca_score"
+#: Name of the friend TTree written into every output file (as lloca_hep.io's writer).
+FRIEND_TREE = "scores"
+#: Branch of the scores (float32; jagged per event for NanoAOD inputs).
+SCORE_BRANCH = "score"
+#: Branch of the jets' indices within their event (NanoAOD inputs).
+JET_INDEX_BRANCH = "score_jet_index"
+#: Suffix of the output file names (as ``lloca-hep tag``).
+OUTPUT_SUFFIX = "_scores"
 #: Default partition size handed to ``uproot.dask`` (of the branches read).
 DEFAULT_STEP_SIZE = "100 MB"
-#: Trees tried, in order, when ``tree`` is not given.
-AUTO_TREES = ("Events", "tree")
 #: Branches of JetClass-style flat files (one entry per jet), in (px, py, pz, E) order.
 FLAT_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy")
 #: Compression of the friend files (LZ4(1) writes many times faster than ZLIB(1)).
@@ -104,6 +107,7 @@ def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
     import uproot
 
     from lloca_hep.coffea import required_branches
+    from lloca_hep.io.readers import PREFERRED_TREES
 
     err = _errors()
     if not path.exists():
@@ -115,7 +119,7 @@ def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
     with file:
         trees = _tree_names(file)
         if tree is None:
-            chosen = next((t for t in AUTO_TREES if t in trees), None)
+            chosen = next((t for t in PREFERRED_TREES if t in trees), None)
             if chosen is None and len(trees) == 1:
                 chosen = trees[0]
             if chosen is None:
@@ -183,21 +187,21 @@ def _write_friend(
     try:
         with uproot.recreate(tmp, compression=uproot.LZ4(COMPRESSION_LEVEL)) as out:
             if layout == _LAYOUT_NANO:
-                branch = f"{collection}_{SCORE_SUFFIX}"
-                counter = f"n{collection}"
-                tree = out.mktree(FRIEND_TREE, {branch: "var * float32"},
-                                  counter_name=lambda _name: counter,
-                                  title=f"lloca-hep scores of {collection}")
                 values = ak.values_astype(scores, np.float32)
+                data = {SCORE_BRANCH: values,
+                        JET_INDEX_BRANCH: ak.values_astype(ak.local_index(values, axis=1), np.int32)}
+                tree = out.mktree(FRIEND_TREE, {SCORE_BRANCH: "var * float32",
+                                                JET_INDEX_BRANCH: "var * int32"},
+                                  title=f"lloca-hep scores of {collection}")
                 n_jets = int(ak.sum(ak.num(values, axis=1))) if len(values) else 0
             else:
-                branch = FLAT_SCORE_BRANCH
-                tree = out.mktree(FRIEND_TREE, {branch: np.float32},
-                                  title="lloca-hep jet scores")
                 values = np.asarray(ak.to_numpy(scores), dtype=np.float32)
+                data = {SCORE_BRANCH: values}
+                tree = out.mktree(FRIEND_TREE, {SCORE_BRANCH: np.float32},
+                                  title="lloca-hep jet scores")
                 n_jets = len(values)
             if len(values):
-                tree.extend({branch: values})
+                tree.extend(data)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -255,7 +259,8 @@ def score_files(
         Directory for the friend files (created if needed); see the module docstring for the
         names and content.
     tree:
-        Input tree; default: ``Events``, else ``tree``, else the only TTree of the file.
+        Input tree; default: the first of :data:`lloca_hep.io.readers.PREFERRED_TREES`
+        (``Events``, ``jets``, ...) in the file, else its only TTree.
     collection:
         Jet collection of NanoAOD inputs (``FatJet`` or ``Jet``).
     model:
@@ -305,7 +310,10 @@ def score_files(
             )
         parts = scores.to_delayed(optimize_graph=True)
         for part, start, stop in zip(parts, divisions[:-1], divisions[1:]):
-            target = out_dir / f"{stem}_lloca_{start}-{stop}.root"
+            if step_size is None:
+                target = out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
+            else:
+                target = out_dir / f"{stem}{OUTPUT_SUFFIX}_{start}-{stop}.root"
             planned.append(target)
             writes.append(dask.delayed(_write_friend, pure=True)(
                 part, str(target), str(inp.path), int(start), int(stop), inp.layout, collection,

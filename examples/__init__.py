@@ -1,0 +1,1 @@
+"""Runnable, importable examples of lloca-hep in analysis frameworks (see the README there)."""
