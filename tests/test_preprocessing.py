@@ -41,7 +41,7 @@ def random_jets(seed: int, n_jets: int = 300, max_count: int = 40, dtype=np.floa
     energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
     cols = [c.astype(dtype) for c in (px, py, pz, energy)]
     jets = ak.unflatten(
-        ak.zip(dict(zip(("px", "py", "pz", "E"), cols)), with_name="Momentum4D"), counts
+        ak.zip(dict(zip(("px", "py", "pz", "E"), cols, strict=True)), with_name="Momentum4D"), counts
     )
     return jets, counts, cols
 
@@ -274,7 +274,7 @@ def test_constituent_features_match_vector():
     feats = constituent_features(padded.p4, padded.mask)
     assert feats.shape == (len(nonempty), 64, len(FEATURE_NAMES))
     jet = ak.zip(
-        dict(zip(("E", "px", "py", "pz"), jet_four_momenta(padded.p4, padded.mask).T)),
+        dict(zip(("E", "px", "py", "pz"), jet_four_momenta(padded.p4, padded.mask).T, strict=True)),
         with_name="Momentum4D",
     )
     srt = nonempty[ak.argsort(nonempty.pt, axis=1, ascending=False, stable=True)]

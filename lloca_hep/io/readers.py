@@ -248,7 +248,7 @@ def _scalar_fields(tree: Any) -> list[str]:
     if _is_rntuple(tree):
         form = tree.to_akform()
         form = form[0] if isinstance(form, tuple) else form
-        for name, content in zip(form.fields, form.contents):
+        for name, content in zip(form.fields, form.contents, strict=True):
             if isinstance(content, ak.forms.NumpyForm) and content.inner_shape == ():
                 out.append(name)
         return out
@@ -569,7 +569,7 @@ def _build_jets(
         comps = [_column(arrays, plan.constituent[c], path, tree_name) for c in plan.constituent]
         flat = [_flat(c) for c in comps]
         counts = flat[0][0]
-        for (c, _), name in zip(flat[1:], list(plan.constituent.values())[1:]):
+        for (c, _), name in zip(flat[1:], list(plan.constituent.values())[1:], strict=True):
             if not np.array_equal(c, counts):
                 bad = int(np.flatnonzero(c != counts)[0])
                 raise LLoCaInputError(

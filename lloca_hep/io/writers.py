@@ -235,7 +235,7 @@ class FriendTreeWriter:
                     "layout, one jet per entry): a friend tree needs one score per input "
                     "entry; score every jet of the chunk (filter afterwards)"
                 )
-            data: dict[str, Any] = {n: np.ascontiguousarray(c) for n, c in zip(names, columns)}
+            data: dict[str, Any] = {n: np.ascontiguousarray(c) for n, c in zip(names, columns, strict=True)}
         else:
             entry = np.asarray(ak.to_numpy(jets["entry"]), dtype=np.int64)
             if entry.size and (entry.min() < start or entry.max() >= stop):
@@ -250,7 +250,7 @@ class FriendTreeWriter:
                 if "jet_index" in ak.fields(jets)
                 else np.full(entry.shape, -1, dtype=np.int32)
             )
-            data = {n: ak.unflatten(c[order], counts) for n, c in zip(names, columns)}
+            data = {n: ak.unflatten(c[order], counts) for n, c in zip(names, columns, strict=True)}
             data["score_jet_index"] = ak.unflatten(jet_index[order], counts)
         self._write(data)
         self._next_entry = stop
