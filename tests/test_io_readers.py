@@ -323,7 +323,9 @@ def test_missing_branch_lists_branches(tmp_path):
         read_jets(path, layout="delphes")
 
 
-def write_nano_like(path: Path, with_pf: bool = True, bad_index: bool = False, n_fat=(2, 0, 1)):
+def write_nano_like(
+    path: Path, with_pf: bool = True, bad_index: bool = False, n_fat=(2, 0, 1), rntuple: bool = False
+):
     """A small NanoAOD-like Events tree (counters nFatJet/nPFCands/nFatJetPFCands)."""
     rng = np.random.default_rng(9)
     n_fat = np.array(n_fat)
@@ -345,14 +347,23 @@ def write_nano_like(path: Path, with_pf: bool = True, bad_index: bool = False, n
         data["FatJetPFCands"] = ak.zip({"jetIdx": ak.values_astype(ak.Array(jet_idx), np.int32),
                                         "pFCandsIdx": ak.values_astype(ak.Array(pf_idx), np.int32)})
     with uproot.recreate(path) as f:
-        f.mktree("Events", {k: v.type.content for k, v in data.items()})
-        f["Events"].extend(data)
+        if rntuple:  # record sub-fields FatJet.pt, FatJetPFCands.jetIdx, no counters
+            f["Events"] = data
+        else:
+            f.mktree("Events", {k: v.type.content for k, v in data.items()})
+            f["Events"].extend(data)
     return path, data
 
 
-def test_nanoaod_join_order_and_events_without_jets(tmp_path):
-    path, data = write_nano_like(tmp_path / "nano.root")
+@pytest.mark.parametrize("rntuple", [False, True])
+def test_nanoaod_join_order_and_events_without_jets(tmp_path, rntuple):
+    path, data = write_nano_like(tmp_path / "nano.root", rntuple=rntuple)
+    if rntuple:
+        assert "FatJetPFCands.jetIdx" in uproot.open(path)["Events"].keys()
     jets = read_jets(path)
+    assert jets.attrs["lloca_source"]["layout"] == "nanoaod"
+    assert ak.fields(jets) == ["constituents", "entry", "jet_index", "jet_pt", "jet_eta", "jet_phi", "jet_mass"]
+    np.testing.assert_array_equal(ak.to_numpy(jets.jet_pt), ak.to_numpy(ak.flatten(data["FatJet"].pt)))
     assert ak.to_list(jets.entry) == [0, 0, 2]
     assert ak.to_list(jets.jet_index) == [0, 1, 0]
     pf = data["PFCands"]
@@ -361,11 +372,12 @@ def test_nanoaod_join_order_and_events_without_jets(tmp_path):
                                np.concatenate(expected_pt).astype(np.float64), rtol=1e-6)
 
 
-def test_nanoaod_without_pf_candidates_names_needed_branches(tmp_path):
-    path, _ = write_nano_like(tmp_path / "nano_nopf.root", with_pf=False)
+@pytest.mark.parametrize("rntuple", [False, True])
+def test_nanoaod_without_pf_candidates_names_needed_branches(tmp_path, rntuple):
+    path, _ = write_nano_like(tmp_path / "nano_nopf.root", with_pf=False, rntuple=rntuple)
     with pytest.raises(MissingBranchError, match=r"NanoAOD without the PF candidates.*FatJetPFCands_jetIdx.*FatJetPFCands_pFCandsIdx.*PFCands_pt"):
         read_jets(path)
-    path2, _ = write_nano_like(tmp_path / "nano.root")
+    path2, _ = write_nano_like(tmp_path / "nano.root", rntuple=rntuple)
     with pytest.raises(MissingBranchError, match=r"no jet collection 'Jet'.*FatJet"):
         read_jets(path2, collection="Jet")
 

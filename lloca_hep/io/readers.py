@@ -345,10 +345,13 @@ def _plan(
             layout = "mapping"
         elif _resolve(keyset, "part_px") is not None:
             layout = "jetclass"
-        elif (
-            f"{collection}_pt" in keyset
-            or f"{pf_collection}_pt" in keyset
-            or f"{collection}{pf_collection}_jetIdx" in keyset
+        elif any(
+            _resolve(keyset, name) is not None
+            for name in (
+                f"{collection}_pt",
+                f"{pf_collection}_pt",
+                f"{collection}{pf_collection}_jetIdx",
+            )
         ):
             layout = "nanoaod"
         else:
@@ -386,46 +389,59 @@ def _plan(
                 )
         return _Plan(layout, coords, constituent, fields)
 
-    # NanoAOD / PFNano
+    # NanoAOD / PFNano (TTree branches FatJet_pt; RNTuple record sub-fields FatJet.pt)
     table = f"{collection}{pf_collection}"
-    needed = {
-        "n_jets": f"n{collection}",
+    wanted_names = {
+        "jet_pt": f"{collection}_pt",
         "jet_idx": f"{table}_jetIdx",
         "pf_idx": f"{table}_pFCandsIdx",
     }
-    constituent = {c: f"{pf_collection}_{c}" for c in ("pt", "eta", "phi", "mass")}
-    if f"{collection}_pt" not in keyset and needed["n_jets"] not in keyset:
-        others = sorted({k[1:] for k in keys if k.startswith("n") and f"{k[1:]}_pt" in keyset})
-        raise MissingBranchError(
-            f"{path}:{tree_name} has no jet collection {collection!r} (no n{collection} / "
-            f"{collection}_pt); collections with pt in the file: {_listing(others)}"
+    if _resolve(keyset, wanted_names["jet_pt"]) is None:
+        others = sorted(
+            {k.split("_")[0].split(".")[0] for k in keys if k.endswith(("_pt", ".pt"))}
         )
-    missing = [b for b in [*needed.values(), *constituent.values()] if b not in keyset]
+        raise MissingBranchError(
+            f"{path}:{tree_name} has no jet collection {collection!r} (no {collection}_pt); "
+            f"collections with pt in the file: {_listing(others)}"
+        )
+    constituent_names = {c: f"{pf_collection}_{c}" for c in ("pt", "eta", "phi", "mass")}
+    missing = [
+        b
+        for b in [*wanted_names.values(), *constituent_names.values()]
+        if _resolve(keyset, b) is None
+    ]
     if missing:
         raise MissingBranchError(
             f"{path}:{tree_name} is NanoAOD without the PF candidates needed for the "
             f"{collection} constituents: missing {', '.join(missing)}. lloca-hep needs PFNano "
-            f"branches {needed['jet_idx']}, {needed['pf_idx']} and "
-            f"{pf_collection}_pt/_eta/_phi/_mass (plus n{collection})."
+            f"branches {wanted_names['jet_idx']}, {wanted_names['pf_idx']} and "
+            f"{pf_collection}_pt/_eta/_phi/_mass."
         )
+    needed = {role: _resolve(keyset, b) or b for role, b in wanted_names.items()}
+    constituent = {c: _resolve(keyset, b) or b for c, b in constituent_names.items()}
+    prefix = f"{collection}_"
+    members = sorted(
+        {k[len(prefix) :] for k in keys if k.startswith((prefix, f"{collection}."))},
+        key=lambda m: keys.index(_resolve(keyset, prefix + m) or prefix + m),
+    )
     if jet_fields is None:
-        wanted = [f for f in NANOAOD_DEFAULT_JET_FIELDS if f"{collection}_{f}" in keyset]
-        fields = {f"jet_{f}": f"{collection}_{f}" for f in wanted}
+        chosen = [f for f in NANOAOD_DEFAULT_JET_FIELDS if f in members]
     elif jet_fields == "all":
-        fields = {
-            "jet_" + b[len(collection) + 1 :]: b
-            for b in _jagged_numeric_branches(tree, f"{collection}_")
-        }
+        if _is_rntuple(tree):
+            chosen = members
+        else:
+            chosen = [b[len(prefix) :] for b in _jagged_numeric_branches(tree, prefix)]
     else:
-        fields = {}
+        chosen = []
         for f in jet_fields:
-            b = f if f.startswith(f"{collection}_") else f"{collection}_{f}"
-            if b not in keyset:
+            member = f[len(prefix) :] if f.startswith(prefix) else f
+            if member not in members:
                 raise MissingBranchError(
-                    f"{path}:{tree_name} has no branch {b!r} (branches of {collection}: "
-                    f"{_listing([k for k in keys if k.startswith(collection + '_')])})"
+                    f"{path}:{tree_name} has no branch {prefix + member!r} (branches of "
+                    f"{collection}: {_listing([prefix + m for m in members])})"
                 )
-            fields["jet_" + b[len(collection) + 1 :]] = b
+            chosen.append(member)
+    fields = {f"jet_{m}": _resolve(keyset, prefix + m) or prefix + m for m in chosen}
     return _Plan("nanoaod", "polar", constituent, fields, needed)
 
 
@@ -621,24 +637,27 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
     """Join <coll>PFCands index tables onto PFCands; returns Cartesian columns, counts per jet,
     entry and jet_index per jet, and the jet-level fields."""
     nano = plan.nano
+    path, tree_name = where.rsplit(":", 1)
+
+    def col(name: str) -> ak.Array:
+        return _column(arrays, name, path, tree_name)
+
     n_events = len(arrays)
-    n_jets = ak.to_numpy(arrays[nano["n_jets"]]).astype(np.int64)
+    n_jets = ak.to_numpy(ak.num(col(nano["jet_pt"]), axis=1)).astype(np.int64)
     jet_off = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(n_jets, out=jet_off[1:])
     total_jets = int(jet_off[-1])
-    table_counts, jidx = _flat(arrays[nano["jet_idx"]], np.int64)
-    table_counts2, pidx = _flat(arrays[nano["pf_idx"]], np.int64)
+    table_counts, jidx = _flat(col(nano["jet_idx"]), np.int64)
+    table_counts2, pidx = _flat(col(nano["pf_idx"]), np.int64)
     if not np.array_equal(table_counts, table_counts2):
         bad = int(np.flatnonzero(table_counts != table_counts2)[0])
         raise LLoCaInputError(
             f"{where}: entry {start + bad}: {nano['jet_idx']} and {nano['pf_idx']} differ in length"
         )
-    pf_counts, pt = _flat(arrays[plan.constituent["pt"]])
+    pf_counts, pt = _flat(col(plan.constituent["pt"]))
     pf_off = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(pf_counts, out=pf_off[1:])
-    raw = [pt] + [
-        _flat(arrays[plan.constituent[c]])[1] for c in ("eta", "phi", "mass")
-    ]
+    raw = [pt] + [_flat(col(plan.constituent[c]))[1] for c in ("eta", "phi", "mass")]
     event_of_row = np.repeat(np.arange(n_events), table_counts)
     bad_jet = (jidx < 0) | (jidx >= n_jets[event_of_row])
     bad_pf = (pidx < 0) | (pidx >= pf_counts[event_of_row])
@@ -661,10 +680,10 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
     jet_index = np.arange(total_jets, dtype=np.int64) - np.repeat(jet_off[:-1], n_jets)
     jet_cols = {}
     for name, branch in plan.jet_fields.items():
-        c, values = _flat(arrays[branch], None)
+        c, values = _flat(col(branch), None)
         if not np.array_equal(c, n_jets):
             raise LLoCaInputError(
-                f"{where}: branch {branch!r} does not have {nano['n_jets']} values per event"
+                f"{where}: branch {branch!r} does not have one value per {nano['jet_pt']}"
             )
         jet_cols[name] = values
     return cols, counts, entries, jet_index, jet_cols
