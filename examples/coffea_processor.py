@@ -65,7 +65,12 @@ class TopTagProcessor(processor.ProcessorABC):
         self.min_pt = float(min_pt)
 
     def _histograms(self, dask_mode: bool) -> tuple[Any, Any]:
-        cls = hist.dask.Hist if dask_mode else hist.Hist
+        if dask_mode:
+            import hist.dask as hist_dask
+
+            cls = hist_dask.Hist
+        else:
+            cls = hist.Hist
         score_axis = hist.axis.Regular(SCORE_BINS, 0.0, 1.0, name="score", label="LLoCa top score")
         h_score = cls(hist.axis.StrCategory([], name="dataset", growth=True), score_axis,
                       storage=hist.storage.Weight())
@@ -125,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         out = runner({"sample": list(args.files)}, proc, treename="Events")
     else:
         import dask
-        from coffea.dataset_tools import apply_to_fileset, preprocess
+        from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
 
-        available, _ = preprocess(fileset, step_size=100_000)
+        available, _ = preprocess(DataGroupSpec(fileset), step_size=100_000)
         (out,) = dask.compute(apply_to_fileset(proc, available, schemaclass=PFNanoAODSchema))
         out = out["sample"]
     for dataset, result in out.items():
