@@ -1,0 +1,446 @@
+"""The jet tagger users call: a trained model plus the preprocessing it needs.
+
+>>> import lloca_hep
+>>> tagger = lloca_hep.load_tagger()            # the tagger shipped in the package
+>>> jets = lloca_hep.read_jets("jets.root")
+>>> scores = tagger.score(jets)                 # float32 top probability, one per jet
+
+File format (``.pt``): one ``torch.save`` of a dict with exactly two entries,
+
+* ``"state_dict"``: ``{name: torch.Tensor}``, the model weights;
+* ``"header"``: a JSON string with ``format`` (``"lloca-hep-tagger"``), ``format_version``,
+  ``model_name`` (a key of :data:`lloca_hep.models.MODELS`), ``config`` (the model's constructor
+  keyword arguments), ``max_constituents``, ``preprocessing`` and free-form ``metadata``
+  (how it was trained, metrics, ...).
+
+It is read back with ``torch.load(..., weights_only=True)``: no arbitrary object is ever
+unpickled. Files ending in ``.pt2`` are ``torch.export`` archives and are handed to
+:func:`lloca_hep.export.load_exported`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.resources
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "lloca-hep-tagger"
+FORMAT_VERSION = 1
+#: Jets scored per forward pass by default.
+DEFAULT_BATCH_SIZE = 512
+#: Name of the tagger file shipped inside the package (``lloca_hep/data``).
+DEFAULT_TAGGER_RESOURCE = "default_tagger.pt"
+#: Suffix of ``torch.export`` archives, loaded through :mod:`lloca_hep.export`.
+EXPORTED_SUFFIX = ".pt2"
+_HEADER_KEYS = ("format", "format_version", "model_name", "config", "max_constituents")
+
+
+class TaggerFileError(ValueError):
+    """A tagger file is missing pieces, foreign, truncated or from a newer lloca-hep."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class EmptyJetWarning(UserWarning):
+    """Some jets have no constituents; their score is NaN."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+    return dev
+
+
+def _constituents_of(jets: Any) -> Any:
+    """The ragged constituents of ``jets``: the ``constituents`` field when there is one."""
+    import awkward as ak
+
+    if isinstance(jets, ak.Array):
+        fields = ak.fields(jets)
+        if "constituents" in fields:
+            return jets["constituents"]
+    return jets
+
+
+class Tagger:
+    """A trained jet tagger: ``model`` plus the preprocessing that feeds it.
+
+    Parameters
+    ----------
+    model:
+        A module of :mod:`lloca_hep.models`, called as ``model(p4, mask)`` with ``p4`` float64
+        ``(B, N, 4)`` ordered (E, px, py, pz) in GeV and ``mask`` bool ``(B, N)``; returns
+        logits ``(B,)``.
+    model_name:
+        The model's key in :data:`lloca_hep.models.MODELS` (needed to save and reload it).
+    max_constituents:
+        Jets are truncated to their ``max_constituents`` hardest constituents (by pT).
+    metadata:
+        Free-form JSON-serialisable description (training data, seeds, metrics, ...).
+    device:
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` (CUDA when available) or a torch device.
+    batch_size:
+        Jets per forward pass in :meth:`score` and :meth:`score_padded`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        model_name: str,
+        max_constituents: int,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        device: str | torch.device | None = "cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        sort_by_pt: bool = True,
+    ) -> None:
+        if int(max_constituents) < 1:
+            raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name = str(model_name)
+        self.max_constituents = int(max_constituents)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.batch_size = int(batch_size)
+        self.sort_by_pt = bool(sort_by_pt)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def config(self) -> dict[str, Any]:
+        """The model's constructor keyword arguments (JSON-serialisable)."""
+        return dict(getattr(self.model, "config", {}))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """How jets are turned into the network input."""
+        return {
+            "max_constituents": self.max_constituents,
+            "sort_by_pt": self.sort_by_pt,
+            "p4_order": "E,px,py,pz",
+            "units": "GeV",
+        }
+
+    def __repr__(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return (
+            f"Tagger(model={self.model_name!r}, parameters={n_params}, "
+            f"max_constituents={self.max_constituents}, device={str(self.device)!r})"
+        )
+
+    def to(self, device: str | torch.device) -> Tagger:
+        """Move the model to ``device`` (in place) and return ``self``."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def score_padded(
+        self,
+        p4: np.ndarray | torch.Tensor,
+        mask: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int | None = None,
+        warn_empty: bool = True,
+    ) -> np.ndarray:
+        """Top probabilities for padded jets.
+
+        ``p4``: float64 ``(n_jets, N, 4)`` ordered (E, px, py, pz) in GeV; ``mask``: bool
+        ``(n_jets, N)``, True for real constituents. Returns float32 ``(n_jets,)``; jets
+        whose mask is all False get NaN (one :class:`EmptyJetWarning` says how many).
+        """
+        p4_t = torch.as_tensor(p4)
+        mask_t = torch.as_tensor(mask)
+        if p4_t.ndim != 3 or p4_t.shape[-1] != 4:
+            raise ValueError(f"p4 must have shape (n_jets, N, 4), got {tuple(p4_t.shape)}")
+        if mask_t.shape != p4_t.shape[:2]:
+            raise ValueError(
+                f"mask shape {tuple(mask_t.shape)} does not match p4 shape {tuple(p4_t.shape)}"
+            )
+        p4_t = p4_t.to(torch.float64)
+        mask_t = mask_t.to(torch.bool)
+        n_jets = p4_t.shape[0]
+        out = np.full(n_jets, np.nan, dtype=np.float32)
+        counts = mask_t.sum(dim=1)
+        nonempty = torch.nonzero(counts > 0).flatten()
+        n_empty = n_jets - int(nonempty.numel())
+        if n_empty and warn_empty:
+            warnings.warn(
+                f"{n_empty} of {n_jets} jets have no constituents; their score is NaN",
+                EmptyJetWarning,
+                stacklevel=2,
+            )
+        if nonempty.numel() == 0:
+            return out
+        bs = int(batch_size or self.batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, int(nonempty.numel()), bs):
+                    idx = nonempty[start:start + bs]
+                    # trim padding columns that no jet of this batch uses
+                    width = max(int(counts[idx].max()), 1)
+                    batch_p4 = p4_t[idx, :width].to(self.device, non_blocking=True)
+                    batch_mask = mask_t[idx, :width].to(self.device, non_blocking=True)
+                    logits = self.model(batch_p4, batch_mask)
+                    probs = _probabilities(logits)
+                    out[idx.numpy()] = probs.float().cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def score(self, jets: Any, *, batch_size: int | None = None) -> np.ndarray:
+        """Top probabilities, float32 ``(n_jets,)``, one per jet.
+
+        ``jets``: the awkward array returned by :func:`lloca_hep.read_jets` (field
+        ``constituents``), or any ragged array of constituent records with ``px, py, pz, E``
+        (e.g. ``Momentum4D``) in GeV. Jets are sorted by pT, truncated to
+        :attr:`max_constituents` and padded as in training. Jets without constituents get NaN.
+        """
+        from lloca_hep.preprocessing import pad_jets
+
+        constituents = _constituents_of(jets)
+        padded = pad_jets(
+            constituents,
+            max_constituents=self.max_constituents,
+            sort_by_pt=self.sort_by_pt,
+            warn_empty=False,
+        )
+        return self.score_padded(padded.p4, padded.mask, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ saving
+    def header(self) -> dict[str, Any]:
+        """The JSON header written into the tagger file."""
+        from lloca_hep import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "lloca_hep_version": __version__,
+            "model_name": self.model_name,
+            "config": self.config,
+            "max_constituents": self.max_constituents,
+            "preprocessing": self.preprocessing,
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the tagger to ``path`` atomically (temporary file + rename). Returns the path."""
+        path = Path(path)
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in
+                 self.model.state_dict().items()}
+        payload = {"state_dict": state, "header": json.dumps(self.header(), sort_keys=True)}
+        atomic_torch_save(payload, path)
+        return path
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Top probability from model logits: sigmoid of ``(B,)``/``(B, 1)``, softmax[:, 1] of ``(B, 2+)``."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:
+        return torch.sigmoid(logits)
+    if logits.ndim == 2:
+        return torch.softmax(logits, dim=1)[:, 1]
+    raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B,)")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary name in the same directory, fsync, then rename over ``path``.
+
+    A reader (or a process killed mid-write) sees either the old file or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _read_payload(path: Path, map_location: torch.device | str) -> dict[str, Any]:
+    """``torch.load`` a tagger-like file safely; every failure becomes a TaggerFileError."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such tagger file")
+    if path.is_dir():
+        raise TaggerFileError(path, "is a directory, not a tagger file")
+    if path.stat().st_size == 0:
+        raise TaggerFileError(path, "file is empty")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TaggerFileError(
+            path,
+            "not a readable lloca-hep tagger file (truncated, corrupted, or a pickle holding "
+            f"objects other than tensors): {first}",
+        ) from exc
+    if not isinstance(payload, dict):
+        raise TaggerFileError(
+            path, f"holds a {type(payload).__name__}, not a lloca-hep tagger dict"
+        )
+    return payload
+
+
+def _parse_header(path: Path, payload: Mapping[str, Any]) -> dict[str, Any]:
+    if "header" not in payload or "state_dict" not in payload:
+        keys = sorted(str(k) for k in payload)[:8]
+        raise TaggerFileError(
+            path,
+            f"not a lloca-hep tagger file (expected entries 'header' and 'state_dict', "
+            f"found {keys}); a bare state_dict or training checkpoint cannot be scored",
+        )
+    raw = payload["header"]
+    if not isinstance(raw, str):
+        raise TaggerFileError(path, "header is not a JSON string")
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TaggerFileError(path, f"header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise TaggerFileError(path, "header is not a JSON object")
+    if header.get("format") != FORMAT_NAME:
+        raise TaggerFileError(
+            path, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}"
+        )
+    missing = [k for k in _HEADER_KEYS if k not in header]
+    if missing:
+        raise TaggerFileError(path, f"header lacks {missing}")
+    version = header["format_version"]
+    if not isinstance(version, int) or version < 1:
+        raise TaggerFileError(path, f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise TaggerFileError(
+            path,
+            f"format_version {version} is newer than this lloca-hep understands "
+            f"({FORMAT_VERSION}); upgrade lloca-hep",
+        )
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise TaggerFileError(path, "state_dict is not a mapping of names to tensors")
+    return header
+
+
+def _build(path: Path, header: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    from lloca_hep import models
+
+    name = header["model_name"]
+    if name not in models.MODELS:
+        raise TaggerFileError(
+            path,
+            f"unknown model {name!r}; this lloca-hep knows {sorted(models.MODELS)}",
+        )
+    config = header["config"]
+    if not isinstance(config, dict):
+        raise TaggerFileError(path, "model config is not a JSON object")
+    try:
+        model = models.build_model(name, config)
+    except Exception as exc:
+        raise TaggerFileError(
+            path, f"cannot build model {name!r} from the stored config: {exc}"
+        ) from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise TaggerFileError(
+            path, f"weights do not fit model {name!r}: {' '.join(first[:3])}"
+        ) from exc
+    return model
+
+
+@contextlib.contextmanager
+def _shipped_path() -> Iterator[Path]:
+    resource = importlib.resources.files("lloca_hep").joinpath("data", DEFAULT_TAGGER_RESOURCE)
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"the shipped tagger lloca_hep/data/{DEFAULT_TAGGER_RESOURCE} is missing from this "
+            "installation; pass the path of a tagger file"
+        )
+    with importlib.resources.as_file(resource) as p:
+        yield Path(p)
+
+
+def load_tagger(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device | None = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Tagger:
+    """Load a tagger file written by :meth:`Tagger.save` (``None``: the tagger shipped in the package).
+
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
+    Files ending in ``.pt2`` are ``torch.export`` archives, loaded by
+    :func:`lloca_hep.export.load_exported`.
+
+    Raises :class:`FileNotFoundError` for a missing file and :class:`TaggerFileError`
+    (a ``ValueError``) naming the file and the problem for anything that is not a valid tagger.
+    """
+    if path is None:
+        with _shipped_path() as shipped:
+            return load_tagger(shipped, device=device, batch_size=batch_size)
+    path = Path(path)
+    if path.suffix == EXPORTED_SUFFIX:
+        try:
+            export = importlib.import_module("lloca_hep.export")
+        except ImportError as exc:
+            raise ImportError(
+                f"{path}: loading exported ({EXPORTED_SUFFIX}) taggers needs the module "
+                f"lloca_hep.export, which is not available: {exc}"
+            ) from exc
+        return export.load_exported(path)
+    dev = resolve_device(device)
+    payload = _read_payload(path, map_location="cpu")
+    header = _parse_header(path, payload)
+    model = _build(path, header, payload["state_dict"])
+    preprocessing = header.get("preprocessing") or {}
+    max_constituents = header["max_constituents"]
+    if not isinstance(max_constituents, int) or max_constituents < 1:
+        raise TaggerFileError(path, f"invalid max_constituents {max_constituents!r}")
+    tagger = Tagger(
+        model,
+        header["model_name"],
+        max_constituents,
+        metadata=header.get("metadata") or {},
+        device=dev,
+        batch_size=batch_size,
+        sort_by_pt=bool(preprocessing.get("sort_by_pt", True)),
+    )
+    log.debug("loaded %r from %s", tagger, path)
+    return tagger
+
+
+def read_tagger_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of a tagger file (model, config, metadata) without building the model."""
+    path = Path(path)
+    payload = _read_payload(path, map_location="cpu")
+    return _parse_header(path, payload)

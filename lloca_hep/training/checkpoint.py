@@ -1,0 +1,118 @@
+"""Training checkpoints: everything needed to continue a run, in plain tensors.
+
+A checkpoint is one ``torch.save`` of a dict holding only tensors, numbers, strings, lists,
+tuples and dicts, so :func:`load_checkpoint` reads it with ``weights_only=True``:
+
+* ``model``, ``best_model``: state dicts (current weights, and the best ones seen so far);
+* ``optimizer``: ``optimizer.state_dict()``;
+* ``scheduler``: the learning-rate schedule's state;
+* ``rng``: torch CPU (and CUDA) generator states as uint8 tensors;
+* ``epoch``: number of completed epochs;
+* ``meta``: a JSON string (model name and config, training settings, history, early-stopping
+  state, elapsed training seconds).
+
+Writes are atomic (temporary file + rename): a run killed while saving leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lloca_hep.tagger import atomic_torch_save
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "lloca-hep-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not belong to this run."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """The state of a training run after ``epoch`` completed epochs."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    best_model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def rng_state() -> dict[str, Any]:
+    """Global torch RNG states (CPU and every CUDA device) as uint8 tensors."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write ``ckpt`` atomically to ``path``."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "epoch": int(ckpt.epoch),
+        "model": _cpu_state(ckpt.model),
+        "best_model": _cpu_state(ckpt.best_model),
+        "optimizer": ckpt.optimizer,
+        "scheduler": ckpt.scheduler,
+        "rng": ckpt.rng,
+        "meta": json.dumps(ckpt.meta, sort_keys=True),
+    }
+    path = Path(path)
+    atomic_torch_save(payload, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``, on CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(path, f"unreadable checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, "not a lloca-hep training checkpoint")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(path, f"checkpoint version {payload.get('version')} is too new")
+    try:
+        meta = json.loads(payload["meta"])
+        return Checkpoint(
+            epoch=int(payload["epoch"]),
+            model=payload["model"],
+            best_model=payload["best_model"],
+            optimizer=payload["optimizer"],
+            scheduler=payload["scheduler"],
+            rng=payload["rng"],
+            meta=meta,
+        )
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f"checkpoint is incomplete ({exc})") from exc

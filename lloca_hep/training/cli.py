@@ -1,0 +1,279 @@
+"""``lloca-hep train``, ``lloca-hep evaluate`` and ``lloca-hep tag``.
+
+:func:`register` adds the three subcommands to the ``lloca-hep`` parser. Each handler returns an
+exit code: 0 success, 2 bad input (missing/unreadable file, bad branch, bad model file, bad
+option), 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("lloca_hep")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+#: Exceptions that mean "the input (files, options, model file) is wrong", exit code 2.
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes LLoCaInputError, TaggerFileError, CheckpointError, LabelError
+    KeyError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+FRAME_CHOICES = ("learned", "global", "random", "identity", "rotations", "beam_rotations")
+SECONDS_PER_MINUTE = 60.0
+
+
+def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn exceptions into log messages and exit codes (2 bad input, 1 failure)."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except KeyboardInterrupt:
+            raise
+        except BAD_INPUT_ERRORS as exc:
+            log.error("%s", exc)
+            log.debug("details", exc_info=True)
+            return EXIT_BAD_INPUT
+        except Exception as exc:
+            log.error("%s failed: %s: %s", args.command, type(exc).__name__, exc)
+            log.debug("details", exc_info=True)
+            return EXIT_FAILURE
+
+    wrapped.__name__ = func.__name__
+    wrapped.__doc__ = func.__doc__
+    return wrapped
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"hidden\": 32}'")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _step_size(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _format_metrics(result: dict[str, Any]) -> str:
+    lines = []
+    for key in ("n_jets", "n_empty", "accuracy", "auc", "rejection_at_eps_s_0.3",
+                "rejection_at_eps_s_0.5", "jets_per_second"):
+        if key in result and result[key] is not None:
+            v = result[key]
+            text = f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) and v < 10 else (
+                f"{v:.1f}" if isinstance(v, float) else str(v))
+            lines.append(f"  {key:<24} {text}")
+    for name, path in (result.get("files") or {}).items():
+        lines.append(f"  {name:<24} {path}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- handlers
+@_guard
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .loop import train
+
+    config = dict(args.config or {})
+    if args.no_symmetry_breaking:
+        config["symmetry_breaking"] = False
+    result = train(
+        args.files,
+        output_dir=args.output,
+        val_files=args.val,
+        model=args.model,
+        model_config=config,
+        frames=args.frames,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        max_constituents=args.max_constituents,
+        label_branch=args.label_branch,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+        time_budget_s=None if args.time_budget is None else args.time_budget * SECONDS_PER_MINUTE,
+        patience=None if args.patience == 0 else args.patience,
+        max_jets=args.max_jets,
+        max_val_jets=args.max_val_jets,
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
+    best = result.metadata.get("validation", {})
+    print(f"saved {result.tagger_path}")
+    print(f"  epochs {result.epochs_completed} (stopped by {result.stopped_reason}), "
+          f"best epoch {result.best_epoch}, training time "
+          f"{result.metadata['training_time_s']:.0f} s")
+    if best:
+        print(f"  validation: loss {best.get('loss', float('nan')):.4f}, "
+              f"accuracy {best.get('accuracy', float('nan')):.4f}, "
+              f"AUC {best.get('auc', float('nan')):.4f}")
+    return EXIT_OK
+
+
+@_guard
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_files
+
+    result = evaluate_files(
+        args.files,
+        model=args.model,
+        output_dir=args.output,
+        device=args.device,
+        label_branch=args.label_branch,
+        max_jets=args.max_jets,
+        progress=not args.no_progress,
+    )
+    print(f"evaluated {result['model']} on {result['n_jets'] + result['n_empty']} jets")
+    print(_format_metrics(result))
+    return EXIT_OK
+
+
+@_guard
+def _cmd_tag(args: argparse.Namespace) -> int:
+    from .tag import tag_file
+
+    summary = tag_file(
+        args.input,
+        args.output,
+        model=args.model,
+        step_size=args.step_size,
+        overwrite=args.overwrite,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {summary['output']}: tree {summary['tree']!r}, branch {summary['branch']!r}, "
+        f"{summary['n_entries']} entries, {summary['n_jets']} jets "
+        f"({summary['jets_per_second']:.0f} jets/s)"
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- registration
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``evaluate`` and ``tag`` to the ``lloca-hep`` subcommand parsers."""
+    # ------------------------------------------------------------------ train
+    p = subparsers.add_parser(
+        "train",
+        help="train a tagger on labelled ROOT files",
+        description=(
+            "Train a LLoCa tagger (or a baseline) on ROOT files with a 0/1 label branch. "
+            "Writes OUTPUT/checkpoint.pt every epoch, OUTPUT/history.json and the final "
+            "OUTPUT/tagger.pt (best validation loss), which `lloca-hep tag --model` and "
+            "lloca_hep.load_tagger() read. A killed run continues with --resume."
+        ),
+    )
+    p.add_argument("files", nargs="+", help="training ROOT files")
+    p.add_argument("--val", nargs="+", default=None, metavar="FILE",
+                   help="validation files (default: hold out 10%% of the training jets)")
+    p.add_argument("--model", default="transformer",
+                   help="transformer (LLoCa transformer, default), graphnet, jet_mass, or a "
+                        "name of lloca_hep.models.MODELS")
+    p.add_argument("--frames", choices=FRAME_CHOICES, default=None,
+                   help="frame choice: learned (LLoCa, model default), global, random "
+                        "(augmentation), identity (plain network), rotations, beam_rotations")
+    p.add_argument("--no-symmetry-breaking", action="store_true",
+                   help="no beam/time reference vectors or non-invariant scalars in the frames")
+    p.add_argument("--config", type=_json_object, default=None, metavar="JSON",
+                   help="extra model keyword arguments as JSON, e.g. '{\"hidden\": 32}'")
+    p.add_argument("--epochs", type=_positive_int, default=20, help="epochs (default 20)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default="cosine",
+                   help="learning-rate schedule (default cosine with warm-up)")
+    p.add_argument("--max-constituents", type=_positive_int, default=64,
+                   help="constituents kept per jet, hardest first (default 64)")
+    p.add_argument("--label-branch", default="is_signal",
+                   help="branch with 0/1 labels (default is_signal)")
+    p.add_argument("-o", "--output", default="lloca-hep-train", metavar="DIR",
+                   help="output directory (default ./lloca-hep-train)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop after this many minutes; the LR schedule anneals within it")
+    p.add_argument("--patience", type=int, default=5,
+                   help="early stopping after N epochs without improvement (0: off)")
+    p.add_argument("--max-jets", type=_positive_int, default=None,
+                   help="use only the first N training jets")
+    p.add_argument("--max-val-jets", type=_positive_int, default=None,
+                   help="use only the first N validation jets")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
+    _common(p)
+    p.set_defaults(func=_cmd_train)
+
+    # ------------------------------------------------------------------ evaluate
+    p = subparsers.add_parser(
+        "evaluate",
+        help="accuracy, AUC, background rejection, ROC and score plots of a tagger",
+        description=(
+            "Score labelled ROOT files and report accuracy, ROC AUC and the background "
+            "rejection 1/eps_B at signal efficiencies 0.3 and 0.5. With -o, also writes "
+            "metrics.json, roc.png and scores.png."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="INPUT", help="labelled ROOT files")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="tagger file (default: the tagger shipped with lloca-hep)")
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="directory for metrics.json, roc.png, scores.png")
+    p.add_argument("--label-branch", default="is_signal", help="default is_signal")
+    p.add_argument("--max-jets", type=_positive_int, default=None,
+                   help="evaluate only the first N jets")
+    _common(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    # ------------------------------------------------------------------ tag
+    p = subparsers.add_parser(
+        "tag",
+        help="score the jets of a ROOT file into a friend tree",
+        description=(
+            "Score every jet of INPUT with a tagger and write OUTPUT with a TTree 'scores' "
+            "(branch 'score', one entry per INPUT entry; event layouts keep one score per "
+            "jet), to be used as a friend of the input tree. The input is never modified."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", help="ROOT file with jets")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="ROOT file to write (must differ from INPUT)")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="tagger file (.pt, or .pt2 exported); default: the shipped tagger")
+    p.add_argument("--step-size", type=_step_size, default="50 MB",
+                   help="chunk size: entries (e.g. 100000) or memory (e.g. '50 MB')")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="jets per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _common(p)
+    p.set_defaults(func=_cmd_tag)

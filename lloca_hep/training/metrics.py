@@ -1,0 +1,137 @@
+"""Binary-classification metrics used in jet tagging, in plain numpy.
+
+All functions take ``labels`` (0 = background, 1 = signal; any integer or boolean array of shape
+``(n,)``) and ``scores`` (higher = more signal-like, shape ``(n,)``). Jets whose score is NaN
+(for example jets without constituents) must be removed by the caller; the functions raise on
+them rather than guess.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+#: Probability threshold at which a jet is called signal for the accuracy.
+ACCURACY_THRESHOLD = 0.5
+#: Signal efficiencies at which the background rejection 1/eps_B is quoted.
+REJECTION_SIGNAL_EFFICIENCIES = (0.3, 0.5)
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.ndim != 1 or scores.ndim != 1 or labels.shape != scores.shape:
+        raise ValueError(
+            f"labels and scores must be 1-d arrays of equal length, got shapes "
+            f"{labels.shape} and {scores.shape}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(scores)))} scores are NaN or infinite")
+    unique = np.unique(labels)
+    if not np.all(np.isin(unique, (0, 1))):
+        raise ValueError(f"labels must be 0 or 1, found values {unique[:10].tolist()}")
+    return labels.astype(bool), scores
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Receiver operating characteristic.
+
+    Returns ``(eps_b, eps_s, thresholds)``: background and signal efficiencies (false- and
+    true-positive rates) of the cut ``score >= threshold`` for every distinct score, in order of
+    decreasing threshold, starting at the point (0, 0) (threshold +inf). Tied scores form one
+    point, so the curve does not depend on the order of the jets.
+    """
+    labels, scores = _check(labels, scores)
+    n_sig = int(labels.sum())
+    n_bkg = labels.size - n_sig
+    if n_sig == 0 or n_bkg == 0:
+        raise ValueError(
+            f"a ROC curve needs both classes; got {n_sig} signal and {n_bkg} background jets"
+        )
+    order = np.argsort(-scores, kind="stable")
+    s_sorted = scores[order]
+    l_sorted = labels[order]
+    # last index of every run of equal scores
+    distinct = np.nonzero(np.diff(s_sorted))[0]
+    ends = np.concatenate([distinct, [s_sorted.size - 1]])
+    tp = np.cumsum(l_sorted)[ends]
+    fp = (ends + 1) - tp
+    eps_s = np.concatenate([[0.0], tp / n_sig])
+    eps_b = np.concatenate([[0.0], fp / n_bkg])
+    thresholds = np.concatenate([[np.inf], s_sorted[ends]])
+    return eps_b, eps_s, thresholds
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoidal rule; ties count one half)."""
+    eps_b, eps_s, _ = roc_curve(labels, scores)
+    return float(_trapezoid(eps_s, eps_b))
+
+
+def background_rejection(
+    labels: np.ndarray, scores: np.ndarray, signal_efficiency: float
+) -> float:
+    """``1 / eps_B`` at the given signal efficiency, interpolating the ROC curve linearly.
+
+    Returns ``inf`` when no background survives the cut.
+    """
+    if not 0.0 < signal_efficiency <= 1.0:
+        raise ValueError(f"signal_efficiency must be in (0, 1], got {signal_efficiency}")
+    eps_b, eps_s, _ = roc_curve(labels, scores)
+    return _rejection_from_curve(eps_b, eps_s, signal_efficiency)
+
+
+def _rejection_from_curve(eps_b: np.ndarray, eps_s: np.ndarray, target: float) -> float:
+    # eps_s is non-decreasing; for repeated eps_s take the smallest eps_b reaching it
+    idx = int(np.searchsorted(eps_s, target, side="left"))
+    if idx == 0:
+        value = float(eps_b[0])
+    else:
+        s0, s1 = eps_s[idx - 1], eps_s[idx]
+        b0, b1 = eps_b[idx - 1], eps_b[idx]
+        frac = 0.0 if s1 == s0 else (target - s0) / (s1 - s0)
+        value = float(b0 + frac * (b1 - b0))
+    return math.inf if value <= 0.0 else 1.0 / value
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray,
+             threshold: float = ACCURACY_THRESHOLD) -> float:
+    """Fraction of jets classified correctly by ``probability >= threshold``."""
+    labels, probabilities = _check(labels, probabilities)
+    return float(np.mean((probabilities >= threshold) == labels))
+
+
+def binary_cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean binary cross entropy of probabilities (clipped away from 0 and 1 by float64 eps)."""
+    labels, probabilities = _check(labels, probabilities)
+    eps = np.finfo(np.float64).eps
+    p = np.clip(probabilities, eps, 1.0 - eps)
+    return float(-np.mean(np.where(labels, np.log(p), np.log1p(-p))))
+
+
+def summarize(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """All the numbers the field quotes for a binary tagger, as a JSON-serialisable dict.
+
+    Keys: ``n_jets``, ``n_signal``, ``n_background``, ``accuracy``, ``auc``,
+    ``rejection_at_eps_s_0.3``, ``rejection_at_eps_s_0.5`` (1/eps_B), ``bce``.
+    Rejections that are infinite are reported as ``None`` in JSON terms (``math.inf`` here).
+    """
+    labels_b, probabilities = _check(labels, probabilities)
+    eps_b, eps_s, _ = roc_curve(labels_b, probabilities)
+    out: dict[str, Any] = {
+        "n_jets": int(labels_b.size),
+        "n_signal": int(labels_b.sum()),
+        "n_background": int((~labels_b).sum()),
+        "accuracy": accuracy(labels_b, probabilities),
+        "auc": float(_trapezoid(eps_s, eps_b)),
+    }
+    for eff in REJECTION_SIGNAL_EFFICIENCIES:
+        out[f"rejection_at_eps_s_{eff}"] = _rejection_from_curve(eps_b, eps_s, eff)
+    out["bce"] = binary_cross_entropy(labels_b, probabilities)
+    return out
