@@ -88,7 +88,7 @@ class LLoCaAttention(nn.Module):
             vv = torch.matmul(v.reshape(B, N, M * self.nv, 4), L.transpose(-1, -2))
             parts.append(vv.reshape(B, N, M, self.nv * 4))
         if self.n2:
-            rr = torch.einsum("bnia,bnmkab,bnjb->bnmkij", L, r, L)
+            rr = torch.einsum("znia,znmkac,znjc->znmkij", L, r, L)
             parts.append(rr.flatten(-3))
         return torch.cat(parts, -1)
 

@@ -54,6 +54,11 @@ class LocalFrames:
         relative: ``(B, N, 4, 4)`` ``T_i = L_i L_J^{-1}`` for the attention, or ``None`` when all
             ``T_i`` are the identity (identity, random and global frames).
         log_mass: ``(B,)`` ``log(M / JET_MASS_REFERENCE_GEV)``, Lorentz invariant.
+        jet_frame: ``(B, 4, 4)`` the per-jet frame ``L_J`` in reference coordinates (identity,
+            or the random Λ, for frame choices without one).
+        lab_to_reference: ``(B, 4, 4)`` Lorentz part of the map from lab to reference coordinates
+            (the jet rest-frame boost, or the identity); reference = lab_to_reference @ lab / scale.
+        scale: ``(B,)`` jet mass in GeV (regularised) used as unit of the reference coordinates.
     """
 
     p4: torch.Tensor
@@ -61,6 +66,20 @@ class LocalFrames:
     frames: torch.Tensor | None
     relative: torch.Tensor | None
     log_mass: torch.Tensor
+    jet_frame: torch.Tensor
+    lab_to_reference: torch.Tensor
+    scale: torch.Tensor
+
+    def lab_frames(self) -> torch.Tensor:
+        """Lorentz matrices ``(B, N, 4, 4)`` from lab coordinates to each local frame."""
+        B, N = self.p4.shape[:2]
+        if self.frames is None:
+            return self.lab_to_reference[:, None].expand(B, N, 4, 4)
+        return self.frames @ self.lab_to_reference[:, None]
+
+    def lab_jet_frame(self) -> torch.Tensor:
+        """Lorentz matrices ``(B, 4, 4)`` from lab coordinates to the jet frame ``L_J``."""
+        return self.jet_frame @ self.lab_to_reference
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,12 +134,14 @@ class FrameChoice(nn.Module):
         refs_lab = (
             reference_vectors(device=p4.device) if self.sb.references and self.needs_net else None
         )
+        eye = torch.eye(4, dtype=p4.dtype, device=p4.device).expand(B, 4, 4)
         if self.canonical:
             cj = to_jet_rest_frame(p4, mask, refs_lab)
-            p, refs, scale = cj.p4, cj.references, cj.scale
+            p, refs, scale, to_ref = cj.p4, cj.references, cj.scale, cj.boost
             jet = p.new_zeros(B, 4)
             jet[:, 0] = 1.0
         else:
+            to_ref = eye
             jet_lab = jet_momentum(p4, mask)
             m2 = minkowski(jet_lab, jet_lab)
             scale = torch.sqrt(m2.clamp_min(0)).clamp_min(MIN_JET_SCALE_GEV)
@@ -133,13 +154,13 @@ class FrameChoice(nn.Module):
         log_mass = torch.log(scale / JET_MASS_REFERENCE_GEV)
 
         if not self.needs_net:
-            frames = None
+            frames, ref = None, eye
             if self.kind == "random" and self.training:
-                lam = random_lorentz(
+                ref = random_lorentz(
                     B, max_rapidity=self.random_max_rapidity, max_angle=self.random_max_angle
                 ).to(p.device)
-                frames = lam[:, None].expand(-1, p.shape[1], -1, -1)
-            return LocalFrames(p, jet, frames, None, log_mass)
+                frames = ref[:, None].expand(-1, p.shape[1], -1, -1)
+            return LocalFrames(p, jet, frames, None, log_mass, ref, to_ref, scale)
 
         scalars = non_invariant_scalars(p4, mask) if self.sb.scalars else None
         v = self.net(p, mask, jet, refs, scalars, log_mass[:, None])  # (B, N, 3, 4)
@@ -148,7 +169,7 @@ class FrameChoice(nn.Module):
             ref = polar_frames(jet, vmean[:, 1], vmean[:, 2])
             if self.kind == "global":
                 frames = ref[:, None].expand(-1, p.shape[1], -1, -1)
-                return LocalFrames(p, jet, frames, None, log_mass)
+                return LocalFrames(p, jet, frames, None, log_mass, ref, to_ref, scale)
             frames = polar_frames(v[:, :, 0], v[:, :, 1], v[:, :, 2])
         elif self.kind == "rotations":
             ref = rotation_frames(vmean[:, 1], vmean[:, 2])
@@ -157,4 +178,4 @@ class FrameChoice(nn.Module):
             ref = beam_rotation_frames(vmean[:, 1])
             frames = beam_rotation_frames(v[:, :, 1])
         relative = frames @ inverse(ref)[:, None]
-        return LocalFrames(p, jet, frames, relative, log_mass)
+        return LocalFrames(p, jet, frames, relative, log_mass, ref, to_ref, scale)

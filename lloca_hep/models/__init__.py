@@ -6,7 +6,15 @@ JSON-serialisable ``.config`` and is registered in :data:`MODELS`, so
 """
 
 from .baselines import JetMassTagger
+from .graphnet import LLoCaGraphNet
 from .registry import MODELS, build_model, model_name
 from .transformer import LLoCaTransformer
 
-__all__ = ["MODELS", "JetMassTagger", "LLoCaTransformer", "build_model", "model_name"]
+__all__ = [
+    "MODELS",
+    "JetMassTagger",
+    "LLoCaGraphNet",
+    "LLoCaTransformer",
+    "build_model",
+    "model_name",
+]

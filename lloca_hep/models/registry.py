@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from .baselines import JetMassTagger
+from .graphnet import LLoCaGraphNet
 from .transformer import LLoCaTransformer
 
 __all__ = ["MODELS", "build_model", "model_name"]
@@ -14,6 +15,7 @@ __all__ = ["MODELS", "build_model", "model_name"]
 #: Registered model classes by name.
 MODELS: dict[str, type[nn.Module]] = {
     "LLoCaTransformer": LLoCaTransformer,
+    "LLoCaGraphNet": LLoCaGraphNet,
     "JetMassTagger": JetMassTagger,
 }
 
