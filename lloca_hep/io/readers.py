@@ -261,7 +261,7 @@ def _scalar_fields(tree: Any) -> list[str]:
 
 
 def _counter_names(tree: Any, names: Sequence[str]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     if _is_rntuple(tree):
         return out
     for n in names:
@@ -650,9 +650,9 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
     table_counts, jidx = _flat(col(nano["jet_idx"]), np.int64)
     table_counts2, pidx = _flat(col(nano["pf_idx"]), np.int64)
     if not np.array_equal(table_counts, table_counts2):
-        bad = int(np.flatnonzero(table_counts != table_counts2)[0])
+        first_bad = int(np.flatnonzero(table_counts != table_counts2)[0])
         raise LLoCaInputError(
-            f"{where}: entry {start + bad}: {nano['jet_idx']} and {nano['pf_idx']} differ in length"
+            f"{where}: entry {start + first_bad}: {nano['jet_idx']} and {nano['pf_idx']} differ in length"
         )
     pf_counts, pt = _flat(col(plan.constituent["pt"]))
     pf_off = np.zeros(n_events + 1, dtype=np.int64)

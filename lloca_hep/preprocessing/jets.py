@@ -38,7 +38,7 @@ def jet_four_momenta_flat(
     offsets_arr = np.ascontiguousarray(np.asarray(offsets), dtype=np.int64)
     cols = [_as_flat_float(n, v) for n, v in (("px", px), ("py", py), ("pz", pz), ("energy", energy))]
     out = np.empty((offsets_arr.shape[0] - 1, 4), dtype=np.float64)
-    kernels.jet_p4_kernel(offsets_arr, *cols, out)
+    kernels.jet_p4_kernel(offsets_arr, cols[0], cols[1], cols[2], cols[3], out)
     return out
 
 

@@ -176,8 +176,8 @@ def pad_flat(
     order_tmp = np.empty_like(order)
     key_tmp = np.empty_like(scratch)
     kernels.pad_kernel(
-        offsets_arr, *columns, bool(sort_by_pt), scratch, order, order_tmp, key_tmp, out, mask_out,
-        n_constituents,
+        offsets_arr, columns[0], columns[1], columns[2], columns[3], bool(sort_by_pt),
+        scratch, order, order_tmp, key_tmp, out, mask_out, n_constituents,
     )
     padded = PaddedJets(p4=out, mask=mask_out, n_constituents=n_constituents)
     if warn_empty:
@@ -257,6 +257,20 @@ def pad_jets(
         _component(constituents, ("pz",)),
         _component(constituents, _ENERGY_NAMES),
     ]
+    fast = _direct_columns(comps)
+    if fast is not None:
+        offsets, columns = fast
+        return pad_flat(
+            offsets,
+            columns[0],
+            columns[1],
+            columns[2],
+            columns[3],
+            max_constituents=max_constituents,
+            sort_by_pt=sort_by_pt,
+            warn_empty=warn_empty,
+            _stacklevel=3,
+        )
     # Drop constituents missing in any component consistently: apply one shared mask.
     if any(c.layout.is_option or _has_inner_option(c) for c in comps):
         present = None
@@ -272,13 +286,42 @@ def pad_jets(
             raise ValueError("px, py, pz and E have different numbers of constituents per jet")
     return pad_flat(
         None,
-        *(f for _, f in flat),
+        flat[0][1],
+        flat[1][1],
+        flat[2][1],
+        flat[3][1],
         max_constituents=max_constituents,
         sort_by_pt=sort_by_pt,
         counts=counts,
         warn_empty=warn_empty,
         _stacklevel=3,
     )
+
+
+def _direct_columns(comps: list[ak.Array]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Offsets and flat numpy columns without copying, when all four components are plain
+    ``ListOffsetArray(NumpyArray)`` with equal offsets (what :func:`read_jets` returns)."""
+    offsets = None
+    columns = []
+    for c in comps:
+        layout = c.layout
+        if not isinstance(layout, ak.contents.ListOffsetArray):
+            return None
+        content = layout.content
+        if not isinstance(content, ak.contents.NumpyArray) or content.data.ndim != 1:
+            return None
+        data = np.asarray(content.data)
+        if data.dtype not in (np.float32, np.float64):
+            return None
+        off = np.asarray(layout.offsets.data)
+        if offsets is None:
+            offsets = off
+        elif off is not offsets and not np.array_equal(off, offsets):
+            return None
+        columns.append(data)
+    if offsets is None:
+        return None
+    return offsets, columns
 
 
 def _has_inner_option(values: ak.Array) -> bool:
