@@ -115,6 +115,8 @@ def test_jetclass_ttree_round_trip(tmp_path):
     src = jets.attrs["lloca_source"]
     assert src["layout"] == "jetclass" and src["entry_start"] == 0 and src["entry_stop"] == 500
     # explicit layout and jet_fields selection
+    colon = read_jets(f"{path}:jets", entry_stop=5)
+    assert_constituents_equal(colon, data)
     few = read_jets(path, layout="flat", jet_fields=["is_signal"], entry_start=10, entry_stop=20)
     assert ak.fields(few) == ["constituents", "is_signal"]
     assert_constituents_equal(few, data, start=10)

@@ -136,6 +136,17 @@ def _listing(names: Sequence[str]) -> str:
     return shown or "(nothing)"
 
 
+def _split_object_path(path: str, tree: str | None) -> tuple[str, str | None]:
+    """Accept uproot's ``"file.root:tree"`` spelling when ``file.root`` exists."""
+    if not os.path.exists(path) and ":" in path:
+        head, _, tail = path.rpartition(":")
+        if head and tail and os.path.exists(head):
+            if tree is not None and tree.split(";")[0] != tail.split(";")[0]:
+                raise MissingTreeError(f"{path} names tree {tail!r} but tree={tree!r} was given")
+            return head, tail
+    return path, tree
+
+
 def _open(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -718,7 +729,7 @@ def read_jets(
 
     Parameters
     ----------
-    path : the ROOT file.
+    path : the ROOT file (``"file.root:tree"`` is accepted too).
     tree : TTree/RNTuple name; None picks the only tree, else one of :data:`PREFERRED_TREES`,
         else the first that looks like jets.
     layout : ``"auto"``, ``"jetclass"`` (``"flat"``), ``"nanoaod"`` or ``"mapping"`` (see the
@@ -739,7 +750,7 @@ def read_jets(
     ak.Array, one entry per jet: ``constituents`` (var * Momentum4D{px, py, pz, E}, float64,
     GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
     """
-    path = os.fspath(path)
+    path, tree = _split_object_path(os.fspath(path), tree)
     with _open(path) as fobj:
         tobj, tree_name = _select_tree(fobj, path, tree, collection)
         plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection)
@@ -794,9 +805,10 @@ def iterate_jets(
 
         bar = tqdm(total=len(files), unit="file", desc="reading jets")
     try:
-        for path in files:
+        for spelled in files:
+            path, file_tree = _split_object_path(spelled, tree)
             with _open(path) as fobj:
-                tobj, tree_name = _select_tree(fobj, path, tree, collection)
+                tobj, tree_name = _select_tree(fobj, path, file_tree, collection)
                 plan = _plan(
                     tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection
                 )
