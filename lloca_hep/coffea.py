@@ -231,7 +231,7 @@ def join_indexed_constituents(
     cand_counts = _plain("candidate counts", cand_counts, np.int64)
     link_jet = _plain(f"{what} index table {LINK_JET_FIELD}", link_jet, np.int64)
     link_cand = _plain(f"{what} index table {LINK_CAND_FIELD}", link_cand, np.int64)
-    cols = [_plain(f"candidate {n}", c) for n, c in zip(CANDIDATE_FIELDS, (pt, eta, phi, mass))]
+    cols = [_plain(f"candidate {n}", c) for n, c in zip(CANDIDATE_FIELDS, (pt, eta, phi, mass), strict=True)]
     n_events = jet_counts.shape[0]
     if link_counts.shape[0] != n_events or cand_counts.shape[0] != n_events:
         raise ValueError(
@@ -240,7 +240,7 @@ def join_indexed_constituents(
         )
     _check_total("index-table counts", link_counts, link_jet, LINK_JET_FIELD)
     _check_total("index-table counts", link_counts, link_cand, LINK_CAND_FIELD)
-    for name, col in zip(CANDIDATE_FIELDS, cols):
+    for name, col in zip(CANDIDATE_FIELDS, cols, strict=True):
         _check_total("candidate counts", cand_counts, col, f"candidate {name}")
     per_jet = np.zeros(int(jet_counts.sum()), dtype=np.int64)
     bad = _count_links(jet_counts, link_counts, link_jet, link_cand, cand_counts, per_jet)

@@ -163,7 +163,7 @@ def test_join_kernel_against_python_reference():
     jet_counts = rng.integers(0, 4, n_events)
     cand_counts = rng.integers(0, 30, n_events)
     link_jet, link_cand, link_counts = [], [], []
-    for nj, nc in zip(jet_counts, cand_counts):
+    for nj, nc in zip(jet_counts, cand_counts, strict=True):
         rows = [(j, c) for j in range(nj) for c in range(nc) if rng.random() < 0.3]
         rng.shuffle(rows)  # index tables need not be ordered by jet
         link_counts.append(len(rows))
@@ -183,7 +183,7 @@ def test_join_kernel_against_python_reference():
     expected_px, expected_mass, expected_counts = [], [], []
     for e in range(n_events):
         rows = list(zip(link_jet[link_off[e]:link_off[e + 1]],
-                        link_cand[link_off[e]:link_off[e + 1]]))
+                        link_cand[link_off[e]:link_off[e + 1]], strict=True))
         for j in range(jet_counts[e]):
             members = [c for jj, c in rows if jj == j]  # table order within a jet
             expected_counts.append(len(members))

@@ -101,7 +101,6 @@ def test_runner_iterative_executor(example, tagger_file, pfnano, expected_hist):
 def test_dask_mode_with_hist_dask(example, tagger_file, pfnano, expected_hist):
     import dask
     import hist.dask
-
     from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
 
     proc = example.TopTagProcessor(tagger_file)

@@ -74,6 +74,7 @@ class _Input:
     tree: str
     layout: str
     num_entries: int
+    ttree: Any = None  # the open uproot TTree, to size memory steps (None once closed)
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,12 @@ def _tree_names(file: Any) -> list[str]:
     return sorted(set(names))
 
 
-def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
-    """Open ``path``, pick the tree and the layout; errors name the file and what is missing."""
+def _inspect(path: Path, tree: str | None, collection: str,
+             stack: contextlib.ExitStack | None = None) -> _Input:
+    """Open ``path``, pick the tree and the layout; errors name the file and what is missing.
+
+    With ``stack`` the file stays open (closed by the stack) and the result holds its TTree.
+    """
     import uproot
 
     from lloca_hep.coffea import required_branches
@@ -116,7 +121,11 @@ def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
         file = uproot.open(path)
     except Exception as exc:
         raise err.CorruptFileError(f"{path}: cannot be read as a ROOT file ({exc})") from exc
-    with file:
+    with contextlib.ExitStack() as own:
+        if stack is None:
+            own.enter_context(file)
+        else:
+            stack.enter_context(file)
         trees = _tree_names(file)
         if tree is None:
             chosen = next((t for t in PREFERRED_TREES if t in trees), None)
@@ -144,7 +153,8 @@ def _inspect(path: Path, tree: str | None, collection: str) -> _Input:
                 f"{path}:{chosen}: neither PFNano (missing {missing_nano}) nor flat jets "
                 f"(branches {list(FLAT_BRANCHES)}); cannot find {collection} constituents"
             )
-        return _Input(path=path, tree=chosen, layout=layout, num_entries=int(ttree.num_entries))
+        return _Input(path=path, tree=chosen, layout=layout, num_entries=int(ttree.num_entries),
+                      ttree=ttree if stack is not None else None)
 
 
 def _output_stems(inputs: Sequence[_Input]) -> list[str]:
@@ -154,7 +164,7 @@ def _output_stems(inputs: Sequence[_Input]) -> list[str]:
     for s in stems:
         seen[s] = seen.get(s, 0) + 1
     out = []
-    for inp, stem in zip(inputs, stems):
+    for inp, stem in zip(inputs, stems, strict=True):
         if seen[stem] > 1:
             digest = hashlib.sha1(str(inp.path).encode()).hexdigest()[:8]
             stem = f"{stem}_{digest}"
@@ -210,6 +220,42 @@ def _write_friend(
                            time.perf_counter() - t0)
 
 
+def _check_outputs(planned: Sequence[Path], in_paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse outputs that are inputs, or that exist unless ``overwrite``."""
+    err = _errors()
+    for target in planned:
+        if target in in_paths or any(
+            target.exists() and p.exists() and os.path.samefile(target, p) for p in in_paths
+        ):
+            raise err.OutputError(f"{target}: output would overwrite an input file")
+    existing = [t for t in planned if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(t) for t in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise err.OutputError(
+            f"{len(existing)} output file(s) exist ({shown}); pass overwrite=True to replace them"
+        )
+
+
+def _steps(inp: _Input, branches: Sequence[str], step_size: int | str | None) -> list[list[int]]:
+    """Entry ranges ``[[start, stop], ...]`` covering the input tree.
+
+    ``step_size``: entries (int), a memory size of the branches read (``"100 MB"``), or None
+    (one range).
+    """
+    n = inp.num_entries
+    if step_size is None or n == 0:
+        return [[0, n]]
+    if isinstance(step_size, str):
+        if inp.ttree is None:
+            raise ValueError("a memory step_size needs the open tree")
+        per_step = int(inp.ttree.num_entries_for(step_size, filter_name=list(branches)))
+    else:
+        per_step = int(step_size)
+    if per_step < 1:
+        raise ValueError(f"step_size must give at least one entry per step, got {step_size!r}")
+    return [[start, min(start + per_step, n)] for start in range(0, n, per_step)]
+
+
 def _lazy_scores(
     inp: _Input, tagger: Any, step_size: int | str | None
 ) -> tuple[Any, tuple[int, ...]]:
@@ -218,15 +264,20 @@ def _lazy_scores(
     import dask_awkward as dak
     import uproot
 
-    from lloca_hep.coffea import required_branches
+    from lloca_hep.coffea import CANDIDATES, LINK_SUFFIX, required_branches
 
     if inp.layout == _LAYOUT_NANO:
-        branches = required_branches(tagger.collection)
+        # the index-table and candidate counters come with their jagged branches
+        link, cands = tagger.collection + LINK_SUFFIX, CANDIDATES
+        branches = [b for b in required_branches(tagger.collection)
+                    if b not in (f"n{link}", f"n{cands}")]
     else:
         branches = list(FLAT_BRANCHES)
-    kwargs: dict[str, Any] = {"steps_per_file": 1} if step_size is None else {"step_size": step_size}
-    arrays = uproot.dask({str(inp.path): inp.tree}, filter_name=branches, open_files=True,
-                         **kwargs)
+    steps = _steps(inp, branches, step_size)
+    # explicit steps and open_files=False: the graph holds file names and entry ranges only
+    # (light to tokenise and to ship), and every task opens its file itself
+    arrays = uproot.dask({str(inp.path): {"object_path": inp.tree, "steps": steps}},
+                         filter_name=branches, open_files=False)
     divisions = arrays.divisions
     if inp.layout == _LAYOUT_FLAT:
         arrays = dak.zip({"px": arrays["part_px"], "py": arrays["part_py"],
@@ -284,7 +335,6 @@ def score_files(
 
     from lloca_hep.coffea import JetTagger
 
-    err = _errors()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     in_paths = [Path(p).expanduser().resolve() for p in paths]
@@ -293,46 +343,41 @@ def score_files(
     if len(set(in_paths)) != len(in_paths):
         raise ValueError("the same input file is given twice")
     out_dir = Path(output_dir).expanduser().resolve()
-    inputs = [_inspect(p, tree, collection) for p in in_paths]
-    tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
-                       device=device)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writes = []
-    planned: list[Path] = []
-    for inp, stem in zip(inputs, _output_stems(inputs)):
-        scores, divisions = _lazy_scores(inp, tagger, step_size)
-        if divisions is None or any(d is None for d in divisions):
-            raise RuntimeError(f"{inp.path}: uproot.dask gave no partition boundaries")
-        if divisions[-1] != inp.num_entries:
-            raise RuntimeError(
-                f"{inp.path}: partitions cover {divisions[-1]} of {inp.num_entries} entries"
-            )
-        parts = scores.to_delayed(optimize_graph=True)
-        for part, start, stop in zip(parts, divisions[:-1], divisions[1:]):
-            if step_size is None:
-                target = out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
-            else:
-                target = out_dir / f"{stem}{OUTPUT_SUFFIX}_{start}-{stop}.root"
-            planned.append(target)
-            writes.append(dask.delayed(_write_friend, pure=True)(
-                part, str(target), str(inp.path), int(start), int(stop), inp.layout, collection,
-            ))
-    for target in planned:
-        if target in in_paths or any(
-            target.exists() and p.exists() and os.path.samefile(target, p) for p in in_paths
-        ):
-            raise err.OutputError(f"{target}: output would overwrite an input file")
-    existing = [t for t in planned if t.exists()]
-    if existing and not overwrite:
-        shown = ", ".join(str(t) for t in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        raise err.OutputError(
-            f"{len(existing)} output file(s) exist ({shown}); pass overwrite=True to replace them"
-        )
-    log.info("scoring %d file(s) in %d partition(s) into %s", len(inputs), len(writes), out_dir)
-    t0 = time.perf_counter()
-    compute_kwargs = {} if scheduler is None else {"scheduler": scheduler}
-    results: tuple[ScoreFileResult, ...] = dask.compute(*writes, **compute_kwargs)
+    with contextlib.ExitStack() as stack:
+        inputs = [_inspect(p, tree, collection, stack) for p in in_paths]
+        tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
+                           device=device)
+        if step_size is None:  # names known up front: refuse before building any graph
+            _check_outputs([out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
+                            for stem in _output_stems(inputs)], in_paths, overwrite)
+        writes = []
+        planned: list[Path] = []
+        for inp, stem in zip(inputs, _output_stems(inputs), strict=True):
+            scores, divisions = _lazy_scores(inp, tagger, step_size)
+            if divisions is None or any(d is None for d in divisions):
+                raise RuntimeError(f"{inp.path}: uproot.dask gave no partition boundaries")
+            if divisions[-1] != inp.num_entries:
+                raise RuntimeError(
+                    f"{inp.path}: partitions cover {divisions[-1]} of {inp.num_entries} entries"
+                )
+            parts = scores.to_delayed(optimize_graph=True)
+            for part, start, stop in zip(parts, divisions[:-1], divisions[1:], strict=True):
+                if step_size is None:
+                    target = out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
+                else:
+                    target = out_dir / f"{stem}{OUTPUT_SUFFIX}_{start}-{stop}.root"
+                planned.append(target)
+                writes.append(dask.delayed(_write_friend, pure=True)(
+                    part, str(target), str(inp.path), int(start), int(stop), inp.layout,
+                    collection,
+                ))
+        _check_outputs(planned, in_paths, overwrite)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log.info("scoring %d file(s) in %d partition(s) into %s", len(inputs), len(writes),
+                 out_dir)
+        t0 = time.perf_counter()
+        compute_kwargs = {} if scheduler is None else {"scheduler": scheduler}
+        results: tuple[ScoreFileResult, ...] = dask.compute(*writes, **compute_kwargs)
     n_jets = sum(r.n_jets for r in results)
     elapsed = time.perf_counter() - t0
     log.info("scored %d jets in %.1f s (%.0f jets/s)", n_jets, elapsed,
