@@ -88,6 +88,8 @@ _LAYOUT_CYLINDRICAL = "ragged-ptetaphim"
 # one tagger per (model, device) per process; guarded by a lock for threaded workers
 _TAGGER_CACHE: dict[tuple[str, str], Any] = {}
 _TAGGER_LOCK = threading.Lock()
+#: How many times this process loaded a tagger file (diagnostics: once per model per worker).
+_TAGGER_LOADS = 0
 
 
 # ---------------------------------------------------------------------------- numba kernels
@@ -309,6 +311,8 @@ def _load_cached_tagger(model: str | None, device: str) -> Any:
             log.info("loading tagger %s on %s (pid %d)", key[0], device, os.getpid())
             tagger = load_tagger(model, device=device)
             _TAGGER_CACHE[key] = tagger
+            global _TAGGER_LOADS
+            _TAGGER_LOADS += 1
     return tagger
 
 

@@ -1,0 +1,138 @@
+"""A real dask.distributed LocalCluster (2 worker processes): same scores as eager scoring,
+one model load per worker, score_files and coffea's Runner with the dask executor.
+
+One cluster is started for the whole module (about 10-30 s on a busy 2-core machine).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import uproot
+
+distributed = pytest.importorskip("distributed")
+pytest.importorskip("coffea")
+pytest.importorskip("dask_awkward")
+
+from coffea import processor  # noqa: E402
+from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+
+from lloca_hep.coffea import JetTagger  # noqa: E402
+from lloca_hep.integrations import dask as ld  # noqa: E402
+from lloca_hep.models import LLoCaTransformer, model_name  # noqa: E402
+from lloca_hep.tagger import Tagger  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PFNANO = Path("/work/shared/data/pfnano.root")
+SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)
+MAX_CONSTITUENTS = 24
+SEED = 777
+EVENTS_IN_FILE = 10
+FATJETS_IN_FILE = 24
+#: Partitions of the 10 events: more than one per worker.
+STEPS = [[0, 3], [3, 6], [6, 8], [8, 10]]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.*"),
+    pytest.mark.filterwarnings("ignore:.*Missing cross-reference.*"),
+    pytest.mark.filterwarnings("ignore:.*Port .* is already in use.*"),
+]
+
+
+@pytest.fixture(scope="module")
+def tagger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(SEED)
+    model = LLoCaTransformer(**SMALL)
+    path = tmp_path_factory.mktemp("tagger") / "small.pt"
+    Tagger(model, model_name(model), MAX_CONSTITUENTS).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pfnano(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not PFNANO.exists():
+        pytest.skip("pfnano.root not available")
+    dest = tmp_path_factory.mktemp("data") / "pfnano.root"
+    shutil.copyfile(PFNANO, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def client():
+    # worker processes inherit sys.path: the example processor must be importable there
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+def _events(source, mode: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return NanoEventsFactory.from_root(source, schemaclass=PFNanoAODSchema, mode=mode).events()
+
+
+@pytest.fixture(scope="module")
+def eager_scores(tagger_file: Path, pfnano: Path) -> list:
+    return ak.to_list(JetTagger(tagger_file)(_events({str(pfnano): "Events"}, "eager")))
+
+
+def _worker_loads(c) -> dict[str, int]:
+    def loads() -> int:
+        import lloca_hep.coffea
+
+        return lloca_hep.coffea._TAGGER_LOADS
+
+    return c.run(loads)
+
+
+def test_local_cluster_scores_identical_and_model_loaded_once_per_worker(
+        client, tagger_file, pfnano, eager_scores):
+    events = _events({str(pfnano): {"object_path": "Events", "steps": STEPS}}, "dask")
+    assert events.npartitions == len(STEPS)
+    lazy = JetTagger(tagger_file)(events)
+    first = lazy.compute()  # the active Client runs it
+    assert ak.to_list(first) == eager_scores
+    second = JetTagger(tagger_file)(events).compute()
+    assert ak.to_list(second) == eager_scores
+    loads = _worker_loads(client)
+    assert len(loads) == 2
+    # 2 x 4 partitions over 2 worker processes: one model load per process that scored any
+    assert all(n <= 1 for n in loads.values()) and sum(loads.values()) >= 1
+
+
+def test_score_files_on_the_cluster(client, tagger_file, pfnano, eager_scores, tmp_path):
+    outputs = ld.score_files(pfnano, tmp_path / "out", model=tagger_file, step_size=3)
+    assert len(outputs) == 4
+    parts = []
+    for p in outputs:
+        with uproot.open(p) as f:
+            parts.append(f[ld.FRIEND_TREE]["score"].array())
+    assert ak.to_list(ak.concatenate(parts)) == eager_scores
+    assert all(n <= 1 for n in _worker_loads(client).values())
+
+
+def test_runner_with_dask_executor(client, tagger_file, pfnano, eager_scores):
+    from examples.coffea_processor import SCORE_BINS, TopTagProcessor
+
+    runner = processor.Runner(processor.DaskExecutor(client=client, status=False),
+                              schema=PFNanoAODSchema, chunksize=4)
+    result = runner({"ttbar": [str(pfnano)]}, TopTagProcessor(tagger_file), treename="Events")
+    out = result["ttbar"]
+    assert int(out["events"]) == EVENTS_IN_FILE
+    assert int(out["jets"]) == FATJETS_IN_FILE
+    h = out["score"]["ttbar", :]
+    want, _ = np.histogram(ak.flatten(ak.Array(eager_scores)).to_numpy(), bins=SCORE_BINS,
+                           range=(0.0, 1.0))
+    np.testing.assert_array_equal(h.values(), want)
