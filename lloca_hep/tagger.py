@@ -417,7 +417,7 @@ def load_tagger(
                 f"{path}: loading exported ({EXPORTED_SUFFIX}) taggers needs the module "
                 f"lloca_hep.export, which is not available: {exc}"
             ) from exc
-        return export.load_exported(path)
+        return export.load_exported(path, device=device, batch_size=batch_size)
     dev = resolve_device(device)
     payload = _read_payload(path, map_location="cpu")
     header = _parse_header(path, payload)

@@ -208,10 +208,10 @@ def test_pt2_dispatches_to_export_module(tmp_path, monkeypatch):
     path.write_bytes(b"x")
     fake = types.ModuleType("lloca_hep.export")
     seen = []
-    fake.load_exported = lambda p: seen.append(p) or "exported tagger"
+    fake.load_exported = lambda p, **kw: seen.append((p, kw)) or "exported tagger"
     monkeypatch.setitem(sys.modules, "lloca_hep.export", fake)
-    assert load_tagger(path) == "exported tagger"
-    assert seen == [path]
+    assert load_tagger(path, device="cpu", batch_size=64) == "exported tagger"
+    assert seen == [(path, {"device": "cpu", "batch_size": 64})]
 
 
 def test_pt2_without_export_module_is_a_clear_error(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Public API::
 
     train(train_files, *, output_dir, model="transformer", ...) -> TrainResult
-    evaluate(tagger, files, *, output_dir=None, ...) -> dict
+    evaluate.evaluate(tagger, files, *, output_dir=None, ...) -> dict   (module lloca_hep.training.evaluate)
     evaluate_files(files, *, model=None, output_dir=None, ...) -> dict
     tag_file(input, output, model=None, *, step_size=..., overwrite=False, ...) -> dict
 
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TrainResult", "evaluate", "evaluate_files", "tag_file", "train"]
+__all__ = ["TrainResult", "evaluate_files", "tag_file", "train"]
 
 _LAZY = {
     "train": (".loop", "train"),
     "TrainResult": (".loop", "TrainResult"),
-    "evaluate": (".evaluate", "evaluate"),
     "evaluate_files": (".evaluate", "evaluate_files"),
     "tag_file": (".tag", "tag_file"),
 }
