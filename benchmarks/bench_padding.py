@@ -125,7 +125,7 @@ def main() -> None:
         print("  outputs identical to the awkward route")
         del ref_p4, ref_mask
 
-    def batched(sort: bool):
+    def batched(sort: bool | str):
         out = np.empty((args.batch, n_max, 4))
         mask = np.empty((args.batch, n_max), dtype=bool)
         for lo in range(0, args.n_jets, args.batch):
@@ -138,6 +138,8 @@ def main() -> None:
     report(f"numba pad_flat, batches of {args.batch}, no sort", t_batch)
     t_sort, _ = timed(lambda: batched(True), args.repeats)
     report(f"numba pad_flat, batches of {args.batch}, pT sort (random order)", t_sort)
+    t_trunc, _ = timed(lambda: batched("truncated"), args.repeats)
+    report(f"numba pad_flat, batches of {args.batch}, sort only if n > N", t_trunc)
     # files such as JetClass store constituents pT-ordered already: the sort is one pass then
     order = argsort_by_pt(offsets, cols[0], cols[1])
     cols[:] = [c[order] for c in cols]

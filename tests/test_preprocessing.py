@@ -107,6 +107,18 @@ def test_stable_argsort_kernel(n, pattern):
     np.testing.assert_array_equal(idx[:n], np.argsort(keys, kind="stable"))
 
 
+def test_sort_only_when_truncating():
+    jets, counts, cols = random_jets(seed=7, max_count=60)
+    n_max = 30
+    got = pad_jets(jets, n_max, sort_by_pt="truncated", warn_empty=False)
+    long_jets = counts > n_max
+    np.testing.assert_array_equal(got.p4[long_jets], reference_pad(jets, n_max, True)[0][long_jets])
+    np.testing.assert_array_equal(got.p4[~long_jets], reference_pad(jets, n_max, False)[0][~long_jets])
+    np.testing.assert_array_equal(got.mask, reference_pad(jets, n_max, False)[1])
+    with pytest.raises(ValueError, match="'truncated'"):
+        pad_jets(jets, n_max, sort_by_pt="yes")
+
+
 def test_pad_flat_offsets_counts_and_sliced_offsets():
     jets, counts, cols = random_jets(seed=11)
     a = pad_flat(offsets_from_counts(counts), *cols, max_constituents=16, warn_empty=False)

@@ -16,6 +16,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: Sorting modes of :func:`pad_kernel`.
+SORT_NEVER = 0
+SORT_ALWAYS = 1
+SORT_WHEN_TRUNCATING = 2
+
 #: Flags written by :func:`check_momenta_kernel`, one per constituent.
 FLAG_OK = 0
 FLAG_NONFINITE = 1
@@ -103,7 +108,9 @@ def pad_kernel(
     ----------
     offsets : int64 ``(n_jets + 1,)``
     px, py, pz, energy : float ``(n_total,)``, GeV
-    sort_by_pt : bool, sort constituents by descending pT inside each jet (stable for ties)
+    sort_by_pt : int, :data:`SORT_NEVER` (file order), :data:`SORT_ALWAYS` (descending pT
+        inside each jet, stable for ties) or :data:`SORT_WHEN_TRUNCATING` (only jets with more
+        than N constituents are sorted, so that the N leading ones are kept)
     scratch : float64 ``(max_count,)`` work space for the sort keys (``max_count`` = the
         largest jet), unused when ``sort_by_pt`` is False
     order, order_tmp : int64 ``(max_count,)`` work space for the permutation
@@ -119,7 +126,7 @@ def pad_kernel(
         n = offsets[i + 1] - start
         n_constituents[i] = n
         m = min(n, n_max)
-        if sort_by_pt and n > 1:
+        if n > 1 and (sort_by_pt == SORT_ALWAYS or (sort_by_pt == SORT_WHEN_TRUNCATING and n > n_max)):
             for k in range(n):
                 j = start + k
                 scratch[k] = -(px[j] * px[j] + py[j] * py[j])

@@ -94,6 +94,14 @@ def _as_flat_float(name: str, values: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _sort_mode(sort_by_pt: bool | str) -> int:
+    if isinstance(sort_by_pt, str):
+        if sort_by_pt == "truncated":
+            return kernels.SORT_WHEN_TRUNCATING
+        raise ValueError(f"sort_by_pt must be True, False or 'truncated', got {sort_by_pt!r}")
+    return kernels.SORT_ALWAYS if sort_by_pt else kernels.SORT_NEVER
+
+
 def pad_flat(
     offsets: npt.ArrayLike | None,
     px: npt.ArrayLike,
@@ -101,7 +109,7 @@ def pad_flat(
     pz: npt.ArrayLike,
     energy: npt.ArrayLike,
     max_constituents: int = DEFAULT_MAX_CONSTITUENTS,
-    sort_by_pt: bool = True,
+    sort_by_pt: bool | str = True,
     *,
     counts: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
@@ -118,7 +126,10 @@ def pad_flat(
         given instead.
     px, py, pz, energy : float32/float64 ``(n_total,)``, GeV.
     max_constituents : N, constituents kept per jet (the leading ones when sorted).
-    sort_by_pt : sort by descending pT inside each jet first (ties keep file order).
+    sort_by_pt : True: sort by descending pT inside each jet (ties keep file order);
+        False: keep file order (truncation keeps the first N); ``"truncated"``: sort only the
+        jets longer than N, so the N leading are kept while the others stay in file order
+        (much cheaper on unordered input, and enough for permutation-invariant models).
     counts : int ``(n_jets,)`` constituents per jet, the alternative to ``offsets``
         (``offsets = [0, cumsum(counts)]``); give exactly one of the two.
     out, mask_out : optional preallocated float ``(n_jets, N, 4)`` (float64, or float32 if you
@@ -176,7 +187,7 @@ def pad_flat(
     order_tmp = np.empty_like(order)
     key_tmp = np.empty_like(scratch)
     kernels.pad_kernel(
-        offsets_arr, columns[0], columns[1], columns[2], columns[3], bool(sort_by_pt),
+        offsets_arr, columns[0], columns[1], columns[2], columns[3], _sort_mode(sort_by_pt),
         scratch, order, order_tmp, key_tmp, out, mask_out, n_constituents,
     )
     padded = PaddedJets(p4=out, mask=mask_out, n_constituents=n_constituents)
@@ -234,7 +245,7 @@ def _flat_column(values: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 def pad_jets(
     constituents: ak.Array,
     max_constituents: int = DEFAULT_MAX_CONSTITUENTS,
-    sort_by_pt: bool = True,
+    sort_by_pt: bool | str = True,
     *,
     warn_empty: bool = True,
 ) -> PaddedJets:
