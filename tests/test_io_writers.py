@@ -22,7 +22,9 @@ from lloca_hep.io import (
     write_scores,
 )
 
-PFNANO = Path("/work/shared/data/pfnano.root")
+PFNANO = Path(__file__).resolve().parents[2] / "shared" / "data" / "pfnano.root"
+if not PFNANO.exists():
+    PFNANO = Path("/work/shared/data/pfnano.root")
 
 
 def write_jets(path: Path, n_jets: int, seed: int = 0) -> Path:
@@ -116,10 +118,27 @@ def test_event_layout_keeps_event_and_jet_structure(pfnano, step):
     assert ak.to_list(tree["score_jet_index"].array()) == [list(range(k)) for k in n_fat]
 
 
-def test_event_layout_events_without_jets_and_filtered_jets(tmp_path):
-    from test_io_readers import write_nano_like
+def write_small_nano(path: Path) -> Path:
+    """NanoAOD-like Events: 2, 0 and 1 FatJets, constituents joined through FatJetPFCands."""
+    fat = ak.Array([[{"pt": 300.0, "eta": 0.1, "phi": 0.2, "mass": 80.0}] * 2, [],
+                    [{"pt": 400.0, "eta": -0.3, "phi": 1.0, "mass": 170.0}]])
+    pf = ak.Array([[{"pt": 1.0, "eta": 0.1, "phi": 0.2, "mass": 0.1}] * 4, [],
+                   [{"pt": 2.0, "eta": -0.3, "phi": 1.0, "mass": 0.1}] * 2])
+    table = ak.Array([[{"jetIdx": 0, "pFCandsIdx": 0}, {"jetIdx": 1, "pFCandsIdx": 1},
+                       {"jetIdx": 0, "pFCandsIdx": 2}], [], [{"jetIdx": 0, "pFCandsIdx": 1}]])
+    data = {
+        "FatJet": ak.values_astype(fat, np.float32),
+        "PFCands": ak.values_astype(pf, np.float32),
+        "FatJetPFCands": ak.values_astype(table, np.int32),
+    }
+    with uproot.recreate(path) as f:
+        f.mktree("Events", {k: v.type.content for k, v in data.items()})
+        f["Events"].extend(data)
+    return path
 
-    src, _ = write_nano_like(tmp_path / "nano.root", n_fat=(2, 0, 1))
+
+def test_event_layout_events_without_jets_and_filtered_jets(tmp_path):
+    src = write_small_nano(tmp_path / "nano.root")
     jets = read_jets(src)
     out = write_scores(tmp_path / "nano_scores.root", np.array([0.1, 0.2, 0.3], np.float32), jets)
     tree = uproot.open(out)["scores"]
