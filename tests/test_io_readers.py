@@ -323,6 +323,8 @@ def test_missing_branch_lists_branches(tmp_path):
         read_jets(other)
     with pytest.raises(LayoutError, match="unknown layout"):
         read_jets(path, layout="delphes")
+    with pytest.raises(ValueError, match="on_invalid must be 'raise' or 'drop'"):
+        read_jets(path, on_invalid="ignore")
 
 
 def write_nano_like(

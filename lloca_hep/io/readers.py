@@ -700,6 +700,11 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
     return cols, counts, entries, jet_index, jet_cols
 
 
+def _check_on_invalid(on_invalid: str) -> None:
+    if on_invalid not in ("raise", "drop"):
+        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+
+
 def _entry_range(num_entries: int, entry_start: int | None, entry_stop: int | None) -> tuple[int, int]:
     start = 0 if entry_start is None else int(entry_start)
     stop = num_entries if entry_stop is None else int(entry_stop)
@@ -750,6 +755,7 @@ def read_jets(
     ak.Array, one entry per jet: ``constituents`` (var * Momentum4D{px, py, pz, E}, float64,
     GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
     """
+    _check_on_invalid(on_invalid)
     path, tree = _split_object_path(os.fspath(path), tree)
     with _open(path) as fobj:
         tobj, tree_name = _select_tree(fobj, path, tree, collection)
@@ -798,6 +804,7 @@ def iterate_jets(
     Yields :class:`JetChunk` (``jets``, ``file``, ``entry_start``, ``entry_stop``, ...);
     chunks of one file are contiguous and in order. Each file is opened once.
     """
+    _check_on_invalid(on_invalid)
     files = _expand_paths(paths)
     bar = None
     if progress:
