@@ -196,8 +196,16 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
         batch = Dim("batch", min=1)
         constituents = Dim("constituents", min=1)
         dynamic = {"p4": {0: batch, 1: constituents}, "mask": {0: batch, 1: constituents}}
-        with torch.no_grad():
-            program = torch.export.export(model, (p4, mask), dynamic_shapes=dynamic)
+        try:
+            with torch.no_grad():
+                program = torch.export.export(model, (p4, mask), dynamic_shapes=dynamic)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeError(
+                f"torch.export cannot export {tagger.model_name!r}: {first}. Data-dependent "
+                "Python control flow (e.g. `if bool(tensor.all()):` fast paths) cannot be "
+                "exported; guard it with `torch.compiler.is_compiling()`."
+            ) from exc
         if check:
             exported = program.module()
             for shape in ((EXAMPLE_BATCH, EXAMPLE_CONSTITUENTS), (EXAMPLE_BATCH + 2, 2 * EXAMPLE_CONSTITUENTS + 1)):
