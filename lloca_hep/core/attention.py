@@ -18,6 +18,8 @@ tensors (16 each); the multiplicities come from the spec.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention
@@ -25,7 +27,34 @@ from torch.nn.functional import scaled_dot_product_attention
 from .lorentz import METRIC_DIAG, inverse
 from .reps import TensorReps
 
-__all__ = ["LLoCaAttention", "key_padding_mask"]
+__all__ = ["AttentionFrames", "LLoCaAttention", "key_padding_mask", "prepare_attention_frames"]
+
+
+@dataclass
+class AttentionFrames:
+    """Per-particle matrices for the O(N) attention, prepared once per forward pass.
+
+    Attributes:
+        qkv: ``(B, N, 3, 4, 4)``: ``T^{-1}`` for queries, ``g T^{-1}`` for keys (indices lowered),
+            ``T^{-1}`` for values.
+        out: ``(B, N, 4, 4)``: ``T`` mapping attention outputs back to the local frames.
+    """
+
+    qkv: torch.Tensor
+    out: torch.Tensor
+
+
+def prepare_attention_frames(
+    relative: torch.Tensor | None, dtype: torch.dtype
+) -> AttentionFrames | None:
+    """Build :class:`AttentionFrames` from relative frames ``T (B, N, 4, 4)`` (float64 in), cast
+    to the network ``dtype``; ``None`` stays ``None`` (identity frames)."""
+    if relative is None:
+        return None
+    inv = inverse(relative)
+    g = torch.tensor(METRIC_DIAG, dtype=inv.dtype, device=inv.device)
+    qkv = torch.stack([inv, g[:, None] * inv, inv], dim=2)
+    return AttentionFrames(qkv=qkv.to(dtype), out=relative.to(dtype))
 
 
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -79,34 +108,40 @@ class LLoCaAttention(nn.Module):
         return s, v, r
 
     def _transform(self, t: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-        """Transform ``t (B, N, M, head_dim)`` with per-particle ``L (B, N, 4, 4)``."""
+        """Transform ``t (..., M, head_dim)`` with matrices ``L (..., 4, 4)``."""
         s, v, r = self._split(t)
         parts = [s]
         if self.nv:
-            # (B, N, M*nv, 4) @ (B, N, 4, 4)^T
-            B, N, M = v.shape[:3]
-            vv = torch.matmul(v.reshape(B, N, M * self.nv, 4), L.transpose(-1, -2))
-            parts.append(vv.reshape(B, N, M, self.nv * 4))
+            lead = v.shape[:-3]
+            vv = torch.matmul(v.reshape(*lead, -1, 4), L.transpose(-1, -2))
+            parts.append(vv.reshape(*lead, t.shape[-2], self.nv * 4))
         if self.n2:
-            rr = torch.einsum("znia,znmkac,znjc->znmkij", L, r, L)
+            rr = torch.einsum("...ia,...mkac,...jc->...mkij", L, r, L)
             parts.append(rr.flatten(-3))
         return torch.cat(parts, -1)
 
     def forward(
-        self, x: torch.Tensor, relative: torch.Tensor | None, mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        frames: AttentionFrames | torch.Tensor | None,
+        mask: torch.Tensor,
     ) -> torch.Tensor:
+        """``x (B, N, dim)``; ``frames``: prepared :class:`AttentionFrames`, relative frames
+        ``T (B, N, 4, 4)``, or None (identity); ``mask (B, N)`` -> ``(B, N, dim)``."""
         B, N, _ = x.shape
         H, D = self.heads, self.head_dim
-        qkv = self.qkv(x).view(B, N, 3 * H, D)
-        if relative is not None and not self.reps.is_scalar_only:
-            T = relative.to(x.dtype)
-            qkv = self._transform(qkv, inverse(T))
-        qkv = qkv.view(B, N, 3, H, D)
+        if isinstance(frames, torch.Tensor):
+            frames = prepare_attention_frames(frames, x.dtype)
+        qkv = self.qkv(x).view(B, N, 3, H, D)
+        if frames is not None and not self.reps.is_scalar_only:
+            qkv = self._transform(qkv, frames.qkv)  # keys lowered by the g in frames.qkv
+            k = qkv[:, :, 1].transpose(1, 2)
+        else:
+            k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
         q = qkv[:, :, 0].transpose(1, 2)
-        k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
         v = qkv[:, :, 2].transpose(1, 2)
         o = scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask(mask))
         o = o.transpose(1, 2)  # (B, N, H, D)
-        if relative is not None and not self.reps.is_scalar_only:
-            o = self._transform(o, relative.to(x.dtype))
+        if frames is not None and not self.reps.is_scalar_only:
+            o = self._transform(o, frames.out)
         return self.out(o.reshape(B, N, H * D))

@@ -58,6 +58,8 @@ def regularise_timelike(v: torch.Tensor) -> torch.Tensor:
     e = v[..., 0]
     m2 = e * e - (v[..., 1:] ** 2).sum(-1)
     ok = (m2 > TIMELIKE_TOL * e * e) & (e > 0)
+    if bool(ok.all()):
+        return v
     p = v[..., 1:].norm(dim=-1)
     # smallest energy that makes v time-like, plus a relative margin
     new_e = torch.maximum(e, p) * (1.0 + DEGENERATE_TIME_SHIFT) + ABSOLUTE_FLOOR
@@ -90,6 +92,13 @@ def gram_schmidt_3d(
     u2, n2 = _normalise(w2)
     ok1 = n1[..., 0] > DEGENERATE_SPATIAL_TOL * scale1 + tiny
     ok2 = n2[..., 0] > DEGENERATE_SPATIAL_TOL * scale2 + tiny
+    # fast path (the common case): both directions defined and not parallel
+    if bool(ok1.all()):
+        r = u2 - (u2 * u1).sum(-1, keepdim=True) * u1
+        rn = r.norm(dim=-1, keepdim=True)
+        if bool((ok2 & (rn[..., 0] > DEGENERATE_SPATIAL_TOL)).all()):
+            e2 = r / rn
+            return torch.stack([u1, e2, torch.linalg.cross(u1, e2, dim=-1)], dim=-2)
     x_axis = torch.zeros_like(u1)
     x_axis[..., 0] = 1.0
     e1 = torch.where(ok1[..., None], u1, torch.where(ok2[..., None], u2, x_axis))

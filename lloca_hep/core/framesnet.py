@@ -77,13 +77,16 @@ class FramesNet(nn.Module):
         self.num_references = num_references
         self.num_global = num_global
         n_in = 1 + num_references + num_scalars + num_global
-        self.fc1 = nn.Linear(n_in, hidden)
-        self.fc2 = nn.Linear(hidden, 2 * NUM_VECTORS * key_dim + 1)
+        f64 = torch.float64  # parameters live in float64 (cast again in forward if converted)
+        self.fc1 = nn.Linear(n_in, hidden, dtype=f64)
+        self.fc2 = nn.Linear(hidden, 2 * NUM_VECTORS * key_dim + 1, dtype=f64)
         # v0, v1 prefer nearby partners, v2 distant ones: distinct directions at initialisation
-        self.pair_coef = nn.Parameter(torch.tensor(INIT_PAIR_COEF))
+        self.pair_coef = nn.Parameter(torch.tensor(INIT_PAIR_COEF, dtype=f64))
         if num_references:
-            self.ref_keys = nn.Parameter(torch.randn(num_references, NUM_VECTORS, key_dim) * 0.5)
-            self.ref_bias = nn.Parameter(torch.zeros(num_references, NUM_VECTORS))
+            self.ref_keys = nn.Parameter(
+                torch.randn(num_references, NUM_VECTORS, key_dim, dtype=f64) * 0.5
+            )
+            self.ref_bias = nn.Parameter(torch.zeros(num_references, NUM_VECTORS, dtype=f64))
 
     def particle_features(
         self,
@@ -137,29 +140,35 @@ class FramesNet(nn.Module):
         k = out[..., K * d : 2 * K * d].unflatten(-1, (K, d))
         gate = torch.sigmoid(out[..., -1])
         coef = _f64(self.pair_coef)
+        q = q / math.sqrt(d)
 
+        # partners: the constituents, then (symmetry breaking) the reference vectors
         m2 = minkowski(p, p).clamp_min(0)
-        pp = torch.einsum("bia,bja->bij", p * p.new_tensor([1.0, -1.0, -1.0, -1.0]), p)
-        pair_m2 = (m2[:, :, None] + m2[:, None, :] + 2 * pp).clamp_min(0)
-        logits = torch.einsum("bikd,bjkd->bkij", q, k) / math.sqrt(d)
-        logits = logits + coef[None, :, None, None] * torch.log(pair_m2 + EPS_PAIR)[:, None]
-        # unit jet-frame energy directions: every partner counts by its direction, not its energy
-        energy = minkowski(p, jet[:, None]).clamp_min(0)
-        partners = p / (energy + EPS_ENERGY)[..., None]
-        pmask = mask
+        partners, pm2, pmask, keys = p, m2, mask, k
+        # extra key component: learned bias of reference partners, NEG_LARGE for padded partners
+        kbias = m2.new_zeros(B, N, K)
         if self.num_references:
-            rk = _f64(self.ref_keys)
-            rl = (
-                torch.einsum("bikd,rkd->bkir", q, rk) / math.sqrt(d)
-                + _f64(self.ref_bias).T[None, :, None, :]
-            )
-            pr = minkowski(p[:, :, None], refs[:, None]).clamp_min(0)  # (B, N, R)
-            rl = rl + coef[None, :, None, None] * torch.log(2 * pr + EPS_PAIR)[:, None]
-            logits = torch.cat([logits, rl], -1)
-            partners = torch.cat([partners, _f64(refs)], 1)
-            pmask = torch.cat([mask, mask.new_ones(B, refs.shape[1])], 1)
-        logits = logits.masked_fill(~pmask[:, None, None, :], NEG_LARGE)
+            R = refs.shape[1]
+            partners = torch.cat([p, _f64(refs)], 1)
+            pm2 = torch.cat([m2, m2.new_zeros(B, R)], 1)
+            pmask = torch.cat([mask, mask.new_ones(B, R)], 1)
+            keys = torch.cat([k, _f64(self.ref_keys).expand(B, R, K, d)], 1)
+            kbias = torch.cat([kbias, _f64(self.ref_bias).expand(B, R, K)], 1)
+        kbias = kbias.masked_fill(~pmask[..., None], NEG_LARGE)
+        # logits_kij = q_ik . k_jk + bias_jk  (one batched matrix product)
+        qa = torch.cat([q, q.new_ones(B, N, K, 1)], -1)
+        ka = torch.cat([keys, kbias[..., None]], -1)
+        logits = torch.einsum("bikd,bjkd->bkij", qa, ka)
+        # pair masses m2_ij = m2_i + m2_j + 2 <p_i, p_j> (+ EPS_PAIR), also as one matrix product
+        gp = p * p.new_tensor([2.0, -2.0, -2.0, -2.0])
+        a = torch.cat([gp, (m2 + EPS_PAIR)[..., None], torch.ones_like(m2)[..., None]], -1)
+        b = torch.cat([partners, torch.ones_like(pm2)[..., None], pm2[..., None]], -1)
+        log_pair = torch.bmm(a, b.transpose(1, 2)).clamp_min_(EPS_PAIR).log_()  # (B, N, N+R)
+        logits = torch.addcmul(logits, coef[None, :, None, None], log_pair[:, None])
         w = torch.softmax(logits, dim=-1)  # (B, K, N, N+R)
-        v = torch.einsum("bkij,bja->bika", w, partners)  # (B, N, K, 4)
+        # unit jet-frame energy directions: every partner counts by its direction, not its energy
+        energy = minkowski(partners, jet[:, None]).clamp_min(0)
+        units = partners / (energy + EPS_ENERGY)[..., None]
+        v = torch.einsum("bkij,bja->bika", w, units)  # (B, N, K, 4)
         v0 = jet[:, None] + gate[..., None] * v[:, :, 0]
         return torch.stack([v0, v[:, :, 1], v[:, :, 2]], dim=2)

@@ -38,13 +38,20 @@ def metric(
     return torch.diag(torch.tensor(METRIC_DIAG, dtype=dtype, device=device))
 
 
+_GDIAG_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
 def _gdiag(x: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(METRIC_DIAG, dtype=x.dtype, device=x.device)
+    key = (x.dtype, x.device)
+    g = _GDIAG_CACHE.get(key)
+    if g is None:
+        g = _GDIAG_CACHE[key] = torch.tensor(METRIC_DIAG, dtype=x.dtype, device=x.device)
+    return g
 
 
 def minkowski(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Minkowski product ``<a, b> = a0 b0 - a.b`` over the last axis (length 4), broadcasting."""
-    return (a * b * _gdiag(a)).sum(-1)
+    return ((a * _gdiag(a)) * b).sum(-1)
 
 
 def apply(L: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

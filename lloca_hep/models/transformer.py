@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.attention import LLoCaAttention
+from ..core.attention import AttentionFrames, LLoCaAttention, prepare_attention_frames
 from ..core.features import NUM_LOCAL_FEATURES, local_features
 from ..core.framechoices import FrameChoice
 from ._common import ClassifierHead, check_inputs, masked_mean
@@ -29,9 +29,9 @@ class TransformerBlock(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, relative: torch.Tensor | None, mask: torch.Tensor
+        self, x: torch.Tensor, frames: AttentionFrames | None, mask: torch.Tensor
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), relative, mask)
+        x = x + self.attn(self.norm1(x), frames, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -109,7 +109,7 @@ class LLoCaTransformer(nn.Module):
         lf = self.frame_choice(p4, mask)
         dtype = self.embed.weight.dtype
         h = self.embed(local_features(lf, mask).to(dtype))
-        relative = lf.relative
+        frames = prepare_attention_frames(lf.relative, dtype)
         for block in self.blocks:
-            h = block(h, relative, mask)
+            h = block(h, frames, mask)
         return self.head(masked_mean(self.norm(h), mask))

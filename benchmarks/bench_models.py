@@ -1,0 +1,225 @@
+"""Forward throughput, FLOPs and equivariance error: our LLoCa models vs the reference ``lloca``.
+
+Usage::
+
+    python benchmarks/bench_models.py                 # full table (a few minutes on 2 cores)
+    python benchmarks/bench_models.py --quick         # N=50 only, fewer repeats
+
+Measures, on ``--threads`` CPU threads (default 2), forward jets/s (inference mode, eval) at
+N = 50 and 128 constituents (all real) and batch 64 and 256 for
+
+* ``ours-learned``: :class:`lloca_hep.models.LLoCaTransformer` (defaults, frames-net width matched
+  to the reference: ``frames_hidden=64``), ``ours-identity``: the same backbone, identity frames;
+* ``ours-graph-learned`` / ``ours-graph-identity``: :class:`lloca_hep.models.LLoCaGraphNet`;
+* ``ref-learned`` / ``ref-identity``: the authors' ``lloca`` transformer at matched size
+  (4 blocks, width 64, 4 heads of ``8x0n+2x1n``, MLP factor 2, frames net 64 wide);
+* ``lgatr``: L-GATr (4 blocks, 8 multivector + 32 scalar channels, 4 heads).
+
+Timings use the median of ``--repeats`` calls after a warm-up, models interleaved round-robin so
+that load from other processes hits all of them alike. FLOPs per jet come from
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products and attention only; elementwise
+work is not counted). The equivariance error is the largest change of a logit under a random
+Lorentz transformation of exact rapidity y, over the mean |logit| (64 jets, random weights,
+float64 frames and float32 network for both implementations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lloca_hep.core.lorentz import apply, random_lorentz
+from lloca_hep.core.toyjets import toy_jets
+from lloca_hep.models import LLoCaGraphNet, LLoCaTransformer
+
+log = logging.getLogger("bench_models")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build_models(include_reference: bool = True, include_lgatr: bool = True) -> dict:
+    torch.manual_seed(0)
+    models = {
+        "ours-learned": LLoCaTransformer(frames="learned", frames_hidden=64),
+        "ours-identity": LLoCaTransformer(frames="identity"),
+        "ours-graph-learned": LLoCaGraphNet(frames="learned", frames_hidden=64),
+        "ours-graph-identity": LLoCaGraphNet(frames="identity"),
+    }
+    if include_reference:
+        try:
+            from reference import ReferenceLLoCaTransformer
+
+            models["ref-learned"] = ReferenceLLoCaTransformer(frames="learned")
+            models["ref-identity"] = ReferenceLLoCaTransformer(frames="identity")
+        except ImportError as err:
+            log.warning("reference lloca unavailable: %s", err)
+    if include_lgatr:
+        try:
+            models["lgatr"] = LGATrTagger()
+        except ImportError as err:
+            log.warning("lgatr unavailable: %s", err)
+    return {k: m.eval() for k, m in models.items()}
+
+
+class LGATrTagger(torch.nn.Module):
+    """L-GATr tagger with the common call: vectors p/100 GeV embedded, masked mean of scalars."""
+
+    def __init__(self, blocks: int = 4, mv: int = 8, s: int = 32, heads: int = 4):
+        super().__init__()
+        from lgatr import LGATr
+
+        self.net = LGATr(
+            num_blocks=blocks,
+            in_mv_channels=1,
+            out_mv_channels=1,
+            hidden_mv_channels=mv,
+            in_s_channels=0,
+            out_s_channels=0,
+            hidden_s_channels=s,
+            attention=dict(num_heads=heads),
+            mlp=dict(),
+        )
+
+    def forward(self, p4, mask):
+        from lgatr import embed_vector, extract_scalar
+
+        mv = embed_vector((p4 / 100.0).float()[:, :, None])
+        out, _ = self.net(mv, None, attn_mask=mask[:, None, None, :])
+        s = extract_scalar(out)[..., 0, 0]
+        m = mask.float()
+        return (s * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def time_models(models: dict, n: int, batch: int, repeats: int) -> dict[str, float]:
+    p4, mask = toy_jets(batch, n, min_constituents=n, seed=n + batch)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.inference_mode():
+        for m in models.values():  # warm-up
+            m(p4, mask)
+        for _ in range(repeats):
+            for k, m in models.items():
+                t0 = time.perf_counter()
+                m(p4, mask)
+                times[k].append(time.perf_counter() - t0)
+    return {k: batch / statistics.median(v) for k, v in times.items()}
+
+
+def flops_per_jet(models: dict, n: int, batch: int = 16) -> dict[str, float]:
+    p4, mask = toy_jets(batch, n, min_constituents=n, seed=7)
+    out = {}
+    with torch.inference_mode():
+        for k, m in models.items():
+            fc = FlopCounterMode(display=False)
+            with fc:
+                m(p4, mask)
+            out[k] = fc.get_total_flops() / batch
+    return out
+
+
+def frames_net_flops(n: int, batch: int = 16) -> dict[str, float]:
+    """FLOPs per jet of the frames nets alone (ours vs reference)."""
+    p4, mask = toy_jets(batch, n, min_constituents=n, seed=7)
+    res = {}
+    with torch.inference_mode():
+        ours = LLoCaTransformer(frames="learned", frames_hidden=64).eval()
+        fc = FlopCounterMode(display=False)
+        with fc:
+            ours.frame_choice(p4, mask)
+        res["ours"] = fc.get_total_flops() / batch
+        try:
+            from reference import ReferenceLLoCaTransformer
+
+            ref = ReferenceLLoCaTransformer().eval()
+            ref._frames(p4, mask)  # initialise edge standardisation
+            fc = FlopCounterMode(display=False)
+            with fc:
+                ref._frames(p4, mask)
+            res["reference"] = fc.get_total_flops() / batch
+        except ImportError:
+            pass
+    return res
+
+
+def equivariance(models: dict, rapidities=(0.5, 2.0, 4.0, 6.0)) -> dict[str, dict[float, float]]:
+    p4, mask = toy_jets(64, 50, min_constituents=20, seed=11)
+    out: dict[str, dict[float, float]] = {}
+    with torch.inference_mode():
+        for k, m in models.items():
+            s0 = m(p4, mask).double()
+            out[k] = {}
+            for i, y in enumerate(rapidities):
+                lam = random_lorentz(64, max_rapidity=y, exact_rapidity=True, seed=500 + i)
+                s1 = m(apply(lam[:, None], p4), mask).double()
+                out[k][y] = ((s1 - s0).abs().max() / s0.abs().mean()).item()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="N=50 only, 3 repeats")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-lgatr", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    models = build_models(not args.no_reference, not args.no_lgatr)
+    sizes = [50] if args.quick else [50, 128]
+    repeats = 3 if args.quick else args.repeats
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| N | batch | " + " | ".join(models) + " |")
+    print("|---|---|" + "---|" * len(models))
+    rates = {}
+    for n in sizes:
+        for b in (64, 256):
+            r = time_models(models, n, b, repeats)
+            rates[(n, b)] = r
+            print(f"| {n} | {b} | " + " | ".join(f"{r[k]:.0f}" for k in models) + " |")
+    print("\njets/s (median). Ratios:\n")
+    print(
+        "| N | batch | ours overhead (identity/learned time) | ours-learned / ref-learned throughput |"
+    )
+    print("|---|---|---|---|")
+    for (n, b), r in rates.items():
+        over = r["ours-identity"] / r["ours-learned"]
+        vs = r["ours-learned"] / r["ref-learned"] if "ref-learned" in r else float("nan")
+        print(f"| {n} | {b} | {over:.2f}x | {vs:.2f}x |")
+    print("\nFLOPs per jet (MFLOP, FlopCounterMode):\n")
+    print("| N | " + " | ".join(models) + " | frames net ours | frames net ref |")
+    print("|---|" + "---|" * (len(models) + 2))
+    for n in sizes:
+        f = flops_per_jet(models, n)
+        fn = frames_net_flops(n)
+        print(
+            f"| {n} | "
+            + " | ".join(f"{f[k] / 1e6:.1f}" for k in models)
+            + f" | {fn.get('ours', float('nan')) / 1e6:.2f} | {fn.get('reference', float('nan')) / 1e6:.1f} |"
+        )
+    eq_models = {
+        k: models[k] for k in ("ours-learned", "ours-graph-learned", "ref-learned") if k in models
+    }
+    eq_models["ours-learned-no-sb"] = LLoCaTransformer(
+        frames="learned", symmetry_breaking=False
+    ).eval()
+    eq = equivariance(eq_models)
+    print("\nEquivariance error, max |d logit| / mean |logit| (float64 frames, float32 network):\n")
+    print("| model | " + " | ".join(f"y={y}" for y in (0.5, 2.0, 4.0, 6.0)) + " |")
+    print("|---|---|---|---|---|")
+    for k, v in eq.items():
+        print(f"| {k} | " + " | ".join(f"{x:.1e}" for x in v.values()) + " |")
+    print(
+        "\n(ours-learned/ours-graph-learned use symmetry_breaking=True, so they are not meant to be "
+        "invariant; ours-learned-no-sb is the invariant configuration.)"
+    )
+
+
+if __name__ == "__main__":
+    main()
