@@ -1,0 +1,133 @@
+"""End-to-end speed of ``lloca-hep tag``: read, preprocess, score, write (jets per second).
+
+Runs :func:`lloca_hep.training.tag.tag_file` (what ``lloca-hep tag`` calls) on a ROOT file with
+a given number of torch threads, after one warm-up pass (numba compilation, torch start-up), and
+reports the median of ``--repeat`` timed passes together with a breakdown measured separately:
+reading (iterate_jets), padding (pad_jets), network (Tagger.score_padded) and writing
+(FriendTreeWriter).
+
+    python benchmarks/bench_tag.py                       # shipped tagger, sample file, 2 threads
+    python benchmarks/bench_tag.py --input /work/data/test.root --threads 2 --repeat 3
+    python benchmarks/bench_tag.py --config '{"hidden": 32, "blocks": 2, "heads": 2}' \
+        --max-constituents 48                          # an untrained model of that size
+
+Target (issue 6): at least 2000 jets/s end to end on 2 CPU cores for the default tagger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TARGET_JETS_PER_SECOND = 2000.0
+
+
+def _default_input() -> Path:
+    with resources.as_file(resources.files("lloca_hep").joinpath("data", "sample.root")) as p:
+        return Path(p)
+
+
+def _tagger(args: argparse.Namespace):
+    from lloca_hep.models import build_model
+    from lloca_hep.tagger import Tagger, load_tagger
+
+    if args.config is not None:
+        torch.manual_seed(0)
+        model = build_model(args.model_name, json.loads(args.config))
+        return Tagger(model, args.model_name, args.max_constituents, device="cpu",
+                      batch_size=args.batch_size)
+    return load_tagger(args.model, device="cpu", batch_size=args.batch_size)
+
+
+def _breakdown(tagger, path: Path, step_size, out_dir: Path) -> dict[str, float]:
+    from lloca_hep.io import FriendTreeWriter, iterate_jets
+    from lloca_hep.preprocessing import pad_jets
+
+    t = {"read": 0.0, "pad": 0.0, "network": 0.0, "write": 0.0}
+    t0 = time.perf_counter()
+    chunks = list(iterate_jets(str(path), step_size=step_size, jet_fields=[]))
+    t["read"] = time.perf_counter() - t0
+    scores = []
+    for chunk in chunks:
+        t0 = time.perf_counter()
+        padded = pad_jets(chunk.jets, max_constituents=tagger.max_constituents, warn_empty=False)
+        t["pad"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores.append(tagger.score_padded(padded.p4, padded.mask, warn_empty=False))
+        t["network"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with FriendTreeWriter(out_dir / "breakdown.root", overwrite=True) as writer:
+        for s, chunk in zip(scores, chunks, strict=True):
+            writer.extend(s, chunk)
+    t["write"] = time.perf_counter() - t0
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, default=None,
+                        help="ROOT file to tag (default: the shipped sample.root)")
+    parser.add_argument("--model", default=None, help="tagger file (default: shipped tagger)")
+    parser.add_argument("--config", default=None,
+                        help="JSON model config: benchmark an untrained model of this size")
+    parser.add_argument("--model-name", default="LLoCaTransformer")
+    parser.add_argument("--max-constituents", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--step-size", default="50 MB")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    from lloca_hep.training.tag import tag_file
+
+    path = args.input or _default_input()
+    step_size = int(args.step_size) if str(args.step_size).isdigit() else args.step_size
+    tagger = _tagger(args)
+    n_params = sum(p.numel() for p in tagger.model.parameters())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scores.root"
+        tag_file(path, out, tagger, step_size=step_size, overwrite=True, progress=False)  # warm-up
+        rates = []
+        cpu_rates = []
+        load_before = os.getloadavg()[0]
+        for _ in range(args.repeat):
+            c0 = time.process_time()
+            summary = tag_file(path, out, tagger, step_size=step_size, overwrite=True,
+                               progress=False)
+            cpu_rates.append(summary["n_jets"] / (time.process_time() - c0))
+            rates.append(summary["jets_per_second"])
+        load_after = os.getloadavg()[0]
+        n_jets = summary["n_jets"]
+        parts = _breakdown(tagger, path, step_size, Path(tmp))
+    rate = statistics.median(rates)
+    total = sum(parts.values())
+    print(f"# bench_tag: {platform.processor() or platform.machine()}, torch "
+          f"{torch.__version__}, {args.threads} threads, python {sys.version.split()[0]}")
+    print(f"input {path} ({n_jets} jets), model {tagger.model_name} ({n_params} parameters, "
+          f"max_constituents {tagger.max_constituents}), batch {args.batch_size}")
+    print(f"end to end: {rate:.0f} jets/s (median of {args.repeat}: "
+          f"{', '.join(f'{r:.0f}' for r in rates)}); target {TARGET_JETS_PER_SECOND:.0f}: "
+          f"{'met' if rate >= TARGET_JETS_PER_SECOND else 'NOT met'}")
+    print(f"CPU time: {statistics.median(cpu_rates):.0f} jets per CPU-second of this process "
+          f"(summed over its threads); 1-min load average {load_before:.1f} -> "
+          f"{load_after:.1f} on {os.cpu_count()} CPUs (other processes slow the wall rate)")
+    print("breakdown (separate pass): " + ", ".join(
+        f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in parts.items()))
+    print(f"network alone: {n_jets / parts['network']:.0f} jets/s")
+    return 0 if np.isfinite(rate) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
