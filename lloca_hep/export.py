@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -75,6 +75,10 @@ class _ExportedModule(torch.nn.Module):
     ``train()``/``eval()``, which :class:`~lloca_hep.tagger.Tagger` calls on its model.
     """
 
+    program: torch.export.ExportedProgram
+    _call: Any
+    _config: dict[str, Any]
+
     def __init__(self, program: torch.export.ExportedProgram, config: dict[str, Any]) -> None:
         super().__init__()
         self.__dict__["program"] = program
@@ -126,7 +130,7 @@ class ExportedTagger(Tagger):
     @property
     def program(self) -> torch.export.ExportedProgram:
         """The underlying :class:`torch.export.ExportedProgram`."""
-        return self.model.program
+        return cast(_ExportedModule, self.model).program
 
     def __repr__(self) -> str:
         n_params = sum(int(p.numel()) for p in self.program.parameters())
@@ -196,6 +200,10 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
         batch = Dim("batch", min=1)
         constituents = Dim("constituents", min=1)
         dynamic = {"p4": {0: batch, 1: constituents}, "mask": {0: batch, 1: constituents}}
+        with torch.no_grad():
+            # one eager pass first: module-level caches (if any) then hold real tensors, not
+            # the fake tensors of the trace
+            model(p4, mask)
         try:
             with torch.no_grad():
                 program = torch.export.export(model, (p4, mask), dynamic_shapes=dynamic)
