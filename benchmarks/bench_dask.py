@@ -43,6 +43,8 @@ FLAT_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy")
 #: Largest score difference tolerated between configurations (different batch composition
 #: changes float32 rounding only).
 SCORE_TOL = 1e-5
+#: Seed of the untrained stand-in model used when the shipped tagger cannot be loaded.
+UNTRAINED_SEED = 0
 
 
 def make_inputs(source: Path, out_dir: Path, n_files: int, jets_per_file: int) -> list[Path]:
@@ -58,6 +60,20 @@ def make_inputs(source: Path, out_dir: Path, n_files: int, jets_per_file: int) -
             out["jets"].extend({b: arrays[b] for b in FLAT_BRANCHES})
         paths.append(path)
     return paths
+
+
+def untrained_like_shipped(path: Path) -> Path:
+    """A seeded, untrained tagger with the shipped tagger's architecture (same speed)."""
+    import torch
+
+    from lloca_hep.models import build_model
+    from lloca_hep.tagger import Tagger, _shipped_path, read_tagger_header
+
+    with _shipped_path() as shipped:
+        header = read_tagger_header(shipped)
+    torch.manual_seed(UNTRAINED_SEED)
+    model = build_model(header["model_name"], header["config"])
+    return Tagger(model, header["model_name"], header["max_constituents"]).save(path)
 
 
 def read_scores(paths: list[Path]) -> np.ndarray:
@@ -132,25 +148,37 @@ def main(argv: list[str] | None = None) -> int:
     import lloca_hep.integrations.dask  # noqa: F401
     from lloca_hep.tagger import load_tagger
 
-    model_desc = repr(load_tagger(args.model, device="cpu"))
+    model: str | None = args.model
+    untrained = False
+    model_desc = ""
+    try:
+        model_desc = repr(load_tagger(model, device="cpu"))
+    except Exception as exc:  # noqa: BLE001  (the shipped tagger may be out of date)
+        if model is not None:
+            raise
+        log.warning("shipped tagger unusable (%s); timing a seeded untrained model of the "
+                    "same architecture instead", str(exc).splitlines()[0][:200])
+        untrained = True
+    rows = []
     for noisy in ("distributed", "lloca_hep"):  # the tag command sets INFO logging
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_dask_") as tmp:
         tmp_path = Path(tmp)
+        if untrained:
+            model = str(untrained_like_shipped(tmp_path / "untrained.pt"))
+            model_desc = repr(load_tagger(model, device="cpu")) + " (untrained)"
         in_dir = tmp_path / "in"
         in_dir.mkdir()
         inputs = make_inputs(args.input, in_dir, args.files, args.jets_per_file)
         n_jets = args.files * args.jets_per_file
 
-        seconds, reference = bench_tag(inputs, tmp_path / "tag", args.model)
+        seconds, reference = bench_tag(inputs, tmp_path / "tag", model)
         rows.append((f"lloca-hep tag (1 process, {torch.get_num_threads()} torch threads)",
                      seconds, 0.0))
         for noisy in ("distributed", "lloca_hep"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         if not args.skip_sync:
-            seconds, scores = bench_score_files(inputs, tmp_path / "sync", args.model, step,
-                                                "sync")
+            seconds, scores = bench_score_files(inputs, tmp_path / "sync", model, step, "sync")
             rows.append(("score_files, dask sync scheduler (1 process)", seconds,
                          float(np.max(np.abs(scores - reference)))))
         for n in args.workers:
@@ -159,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                     distributed.Client(cluster) as client:
                 info = client.run(_warm_worker)
                 threads = sorted({t for _, t in info.values()})
-                seconds, scores = bench_score_files(inputs, tmp_path / f"w{n}", args.model,
-                                                    step, None)
+                seconds, scores = bench_score_files(inputs, tmp_path / f"w{n}", model, step,
+                                                    None)
             rows.append((f"score_files, LocalCluster {n} worker(s) x 1 thread "
                          f"(torch threads/worker {threads})", seconds,
                          float(np.max(np.abs(scores - reference)))))

@@ -104,15 +104,16 @@ def test_one_output_per_file_named_like_lloca_hep_tag(tagger_file, pfnano, eager
 
 def test_only_needed_branches_are_read(tagger_file, pfnano):
     inp = ld._inspect(pfnano, None, "FatJet")
-    scores, divisions = ld._lazy_scores(inp, JetTagger(tagger_file), step_size=5)
-    assert divisions == (0, 5, 10)
+    scores, partitions = ld._lazy_scores([inp], JetTagger(tagger_file), step_size=5)
+    assert [(start, stop) for _, start, stop in partitions] == [(0, 5), (5, 10)]
+    assert scores.npartitions == 2
     (needed,) = dak.necessary_columns(scores).values()
     # uproot reads the index-table and candidate counters with their jagged branches
     expected = set(required_branches("FatJet")) - {"nFatJetPFCands", "nPFCands"}
     assert set(needed) == expected
 
 
-def test_flat_jetclass_file(tagger_file, tmp_path):
+def test_flat_jetclass_file_with_a_pfnano_file(tagger_file, pfnano, eager_scores, tmp_path):
     if not SAMPLE.exists():
         pytest.skip("shipped sample.root not available")
     with uproot.open(SAMPLE) as f:
@@ -123,10 +124,13 @@ def test_flat_jetclass_file(tagger_file, tmp_path):
                           ("part_px", "part_py", "part_pz", "part_energy", "jet_pt")})
         f["jets"].extend({k: arrays[k] for k in
                           ("part_px", "part_py", "part_pz", "part_energy", "jet_pt")})
-    outputs = ld.score_files(flat, tmp_path / "out", model=tagger_file, step_size=50,
+    outputs = ld.score_files([flat, pfnano], tmp_path / "out", model=tagger_file, step_size=50,
                              scheduler="threads")
     assert [p.name for p in outputs] == [
-        "flat_scores_0-50.root", "flat_scores_50-100.root", "flat_scores_100-120.root"]
+        "flat_scores_0-50.root", "flat_scores_50-100.root", "flat_scores_100-120.root",
+        "pfnano_scores_0-10.root"]  # input order, then entry order
+    assert ak.to_list(_read_friends(outputs[3:]).score) == ak.to_list(eager_scores)
+    outputs = outputs[:3]
     reference = load_tagger(tagger_file, device="cpu")
     for path, (start, stop) in zip(outputs, [(0, 50), (50, 100), (100, 120)], strict=True):
         got = ak.to_numpy(_read_friends([path]).score)

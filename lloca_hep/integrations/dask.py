@@ -257,32 +257,44 @@ def _steps(inp: _Input, branches: Sequence[str], step_size: int | str | None) ->
 
 
 def _lazy_scores(
-    inp: _Input, tagger: Any, step_size: int | str | None
-) -> tuple[Any, tuple[int, ...]]:
-    """The dask-awkward scores of one input file (one row per entry of its tree), and the
-    entry boundaries of its partitions."""
+    inputs: Sequence[_Input], tagger: Any, step_size: int | str | None
+) -> tuple[Any, list[tuple[_Input, int, int]]]:
+    """The dask-awkward scores of input files of one layout (one row per tree entry), and
+    for each partition its file and entry range.
+
+    One ``uproot.dask`` call covers all the files (the form is read once), with explicit steps
+    and ``open_files=False``: the graph holds file names and entry ranges only (light to
+    tokenise and to ship) and every task opens its file itself.
+    """
     import dask_awkward as dak
     import uproot
 
     from lloca_hep.coffea import CANDIDATES, LINK_SUFFIX, required_branches
 
-    if inp.layout == _LAYOUT_NANO:
+    layout = inputs[0].layout
+    if layout == _LAYOUT_NANO:
         # the index-table and candidate counters come with their jagged branches
         link, cands = tagger.collection + LINK_SUFFIX, CANDIDATES
         branches = [b for b in required_branches(tagger.collection)
                     if b not in (f"n{link}", f"n{cands}")]
     else:
         branches = list(FLAT_BRANCHES)
-    steps = _steps(inp, branches, step_size)
-    # explicit steps and open_files=False: the graph holds file names and entry ranges only
-    # (light to tokenise and to ship), and every task opens its file itself
-    arrays = uproot.dask({str(inp.path): {"object_path": inp.tree, "steps": steps}},
-                         filter_name=branches, open_files=False)
-    divisions = arrays.divisions
-    if inp.layout == _LAYOUT_FLAT:
+    spec: dict[str, Any] = {}
+    partitions: list[tuple[_Input, int, int]] = []
+    for inp in inputs:
+        steps = _steps(inp, branches, step_size)
+        spec[str(inp.path)] = {"object_path": inp.tree, "steps": steps}
+        partitions.extend((inp, start, stop) for start, stop in steps)
+    arrays = uproot.dask(spec, filter_name=branches, open_files=False)
+    sizes = np.diff(np.asarray(arrays.divisions, dtype=np.int64)) if arrays.known_divisions else None
+    if sizes is None or list(sizes) != [stop - start for _, start, stop in partitions]:
+        raise RuntimeError(
+            f"uproot.dask partitions {arrays.divisions} do not match the planned entry ranges"
+        )
+    if layout == _LAYOUT_FLAT:
         arrays = dak.zip({"px": arrays["part_px"], "py": arrays["part_py"],
                           "pz": arrays["part_pz"], "E": arrays["part_energy"]})
-    return tagger(arrays), divisions
+    return tagger(arrays), partitions
 
 
 def score_files(
@@ -350,27 +362,27 @@ def score_files(
         if step_size is None:  # names known up front: refuse before building any graph
             _check_outputs([out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
                             for stem in _output_stems(inputs)], in_paths, overwrite)
-        writes = []
-        planned: list[Path] = []
-        for inp, stem in zip(inputs, _output_stems(inputs), strict=True):
-            scores, divisions = _lazy_scores(inp, tagger, step_size)
-            if divisions is None or any(d is None for d in divisions):
-                raise RuntimeError(f"{inp.path}: uproot.dask gave no partition boundaries")
-            if divisions[-1] != inp.num_entries:
-                raise RuntimeError(
-                    f"{inp.path}: partitions cover {divisions[-1]} of {inp.num_entries} entries"
-                )
+        stems = {inp.path: stem for inp, stem in zip(inputs, _output_stems(inputs), strict=True)}
+        order = {inp.path: i for i, inp in enumerate(inputs)}
+        planned_parts: list[tuple[int, int, Path, Any]] = []
+        for layout in dict.fromkeys(inp.layout for inp in inputs):  # in order of appearance
+            group = [inp for inp in inputs if inp.layout == layout]
+            scores, partitions = _lazy_scores(group, tagger, step_size)
             parts = scores.to_delayed(optimize_graph=True)
-            for part, start, stop in zip(parts, divisions[:-1], divisions[1:], strict=True):
+            for part, (inp, start, stop) in zip(parts, partitions, strict=True):
+                stem = stems[inp.path]
                 if step_size is None:
                     target = out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
                 else:
                     target = out_dir / f"{stem}{OUTPUT_SUFFIX}_{start}-{stop}.root"
-                planned.append(target)
-                writes.append(dask.delayed(_write_friend, pure=True)(
+                write = dask.delayed(_write_friend, pure=True)(
                     part, str(target), str(inp.path), int(start), int(stop), inp.layout,
                     collection,
-                ))
+                )
+                planned_parts.append((order[inp.path], int(start), target, write))
+        planned_parts.sort(key=lambda item: (item[0], item[1]))
+        planned = [target for _, _, target, _ in planned_parts]
+        writes = [write for _, _, _, write in planned_parts]
         _check_outputs(planned, in_paths, overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
         log.info("scoring %d file(s) in %d partition(s) into %s", len(inputs), len(writes),
