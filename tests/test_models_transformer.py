@@ -78,7 +78,7 @@ def test_symmetry_breaking_beam_rotation_invariant_boost_not(jets):
     with torch.no_grad():
         s0 = model(p, mask)
         assert relative_change(s0, model(apply(rot[:, None], p), mask)) <= 1e-6
-        assert relative_change(s0, model(apply(lam[:, None], p), mask)) > 1e-3
+        assert relative_change(s0, model(apply(lam[:, None], p), mask)) > 1e-4
     # each ingredient alone breaks the symmetry too
     for sb in ("references", "scalars"):
         m = _model(4, frames="learned", symmetry_breaking=sb)

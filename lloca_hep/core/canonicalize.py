@@ -32,7 +32,7 @@ Example (a deep-sets backbone predicting one four-vector per jet)::
     True
 
 With ``per_particle=True`` the backbone returns ``(B, N, out_reps.dim)`` and each constituent's
-output is mapped back with its own frame; otherwise it returns ``(B, out_reps.dim)`` mapped back
+output is mapped back with its own frame (padded constituents get zeros); otherwise it returns ``(B, out_reps.dim)`` mapped back
 with the per-jet frame. ``frames="global"`` (default) gives every constituent the same canonical
 frame, which suits a backbone that mixes constituents freely; ``"learned"`` uses LLoCa local frames.
 Outputs are in the units the backbone produces (inputs are in jet-mass units); ``rescale=True``
@@ -107,6 +107,8 @@ class LorentzCanonicalized(nn.Module):
         out = self.out_reps.transform(out, back)
         if self.rescale and not self.out_reps.is_scalar_only:
             out = out * self._rank_scale(scale, out)
+        if self.per_particle:
+            out = out * mask[..., None].to(out.dtype)  # padded constituents: zeros
         return out
 
     def _rank_scale(self, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

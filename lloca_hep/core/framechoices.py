@@ -165,12 +165,16 @@ class FrameChoice(nn.Module):
         scalars = non_invariant_scalars(p4, mask) if self.sb.scalars else None
         v = self.net(p, mask, jet, refs, scalars, log_mass[:, None])  # (B, N, 3, 4)
         vmean = _masked_mean(v, mask)  # (B, 3, 4)
-        if self.kind in ("learned", "global"):
+        if self.kind == "global":
             ref = polar_frames(jet, vmean[:, 1], vmean[:, 2])
-            if self.kind == "global":
-                frames = ref[:, None].expand(-1, p.shape[1], -1, -1)
-                return LocalFrames(p, jet, frames, None, log_mass, ref, to_ref, scale)
-            frames = polar_frames(v[:, :, 0], v[:, :, 1], v[:, :, 2])
+            frames = ref[:, None].expand(-1, p.shape[1], -1, -1)
+            return LocalFrames(p, jet, frames, None, log_mass, ref, to_ref, scale)
+        if self.kind == "learned":
+            # local frames and the per-jet frame (v0 = J: no boost) in one call
+            vj = torch.stack([jet, vmean[:, 1], vmean[:, 2]], dim=1)[:, None]
+            allv = torch.cat([v, vj], dim=1)
+            both = polar_frames(allv[:, :, 0], allv[:, :, 1], allv[:, :, 2])
+            frames, ref = both[:, :-1], both[:, -1]
         elif self.kind == "rotations":
             ref = rotation_frames(vmean[:, 1], vmean[:, 2])
             frames = rotation_frames(v[:, :, 1], v[:, :, 2])

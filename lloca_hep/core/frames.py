@@ -126,12 +126,11 @@ def polar_frames(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.
     """
     v0, v1, v2 = (v.to(torch.float64) for v in (v0, v1, v2))
     boost = rest_boost(regularise_timelike(v0))
-    b1 = torch.einsum("...ij,...j->...i", boost, v1)
-    b2 = torch.einsum("...ij,...j->...i", boost, v2)
-    s1 = b1.abs().amax(-1)
-    s2 = b2.abs().amax(-1)
-    rot = gram_schmidt_3d(b1[..., 1:], b2[..., 1:], s1, s2)
-    return rotation_from_axes(rot) @ boost
+    b12 = boost @ torch.stack([v1, v2], dim=-1)  # (..., 4, 2): B v1, B v2 as columns
+    scale = b12.abs().amax(-2)
+    rot = gram_schmidt_3d(b12[..., 1:, 0], b12[..., 1:, 1], scale[..., 0], scale[..., 1])
+    # L = diag(1, rot) @ B without forming diag(1, rot)
+    return torch.cat([boost[..., :1, :], rot @ boost[..., 1:, :]], dim=-2)
 
 
 def rotation_frames(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:

@@ -49,9 +49,8 @@ def toy_jets(
     d = off + torch.randn(B, N, 2, generator=gen, dtype=dt) * 0.06
     eta = jet_eta[:, None] + d[..., 0]
     phi = jet_phi[:, None] + d[..., 1]
-    frac = torch.distributions.Gamma(
-        torch.tensor(0.7, dtype=dt), torch.tensor(1.0, dtype=dt)
-    ).sample((B, N))
+    # log-normal momentum fractions (drawn from ``gen`` only: reproducible)
+    frac = torch.exp(1.2 * torch.randn(B, N, generator=gen, dtype=dt))
     frac = frac * mask
     pt = frac / frac.sum(1, keepdim=True) * jet_pt[:, None]
     # soft constituents at the end of each jet
@@ -62,6 +61,12 @@ def toy_jets(
         torch.randint(0, len(_MASSES_GEV), (B, N), generator=gen)
     ]
     px, py, pz = pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta)
+    # rescale the hard constituents so that the jet's transverse momentum is jet_pt
+    hard = (mask & ~soft).to(dt)
+    for _ in range(2):
+        jpt = torch.hypot((px * mask).sum(1), (py * mask).sum(1))
+        f = 1.0 + (jet_pt / jpt - 1.0)[:, None] * hard
+        px, py, pz, pt = px * f, py * f, pz * f, pt * f
     e = torch.sqrt(px**2 + py**2 + pz**2 + mass**2)
     p4 = torch.stack([e, px, py, pz], -1) * mask[..., None]
     order = torch.argsort(torch.where(mask, pt, -1.0), dim=1, descending=True, stable=True)
