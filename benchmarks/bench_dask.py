@@ -10,15 +10,18 @@ separate input file. Every configuration scores all jets and writes friend trees
 * ``score_files sync``: :func:`lloca_hep.integrations.dask.score_files` with dask's
   single-threaded scheduler in this process (overhead of the dask path itself);
 * ``score_files, N workers``: the same on a ``distributed.LocalCluster(n_workers=N,
-  threads_per_worker=1, processes=True)``, started and warmed up (imports) before timing;
-  the first run includes each worker loading the model once.
+  threads_per_worker=1, processes=True)``.
 
-Each configuration runs ``--repeat`` times (fresh outputs); the table gives the first and the
-best wall time (the machine may be shared: compare best times, and rerun).
+Every process is warmed up untimed first (imports, numba kernels, the model loaded once per
+dask worker, by scoring a 64-jet file), so the timings are steady-state throughput including
+reading, padding, inference and writing; the one-off costs (cluster start-up ~ seconds, model
+load per worker) are not in them. Each configuration runs ``--repeat`` times with fresh
+outputs; the table gives the first and the best wall time (on a shared machine compare best
+times, and rerun).
 
 Usage::
 
-    python benchmarks/bench_dask.py --files 4 --jets-per-file 1000 --workers 1 2
+    python benchmarks/bench_dask.py --files 4 --jets-per-file 2000 --workers 1 2 --repeat 3
     python benchmarks/bench_dask.py --model my_tagger.pt --input jets.root
 
 Prints a markdown table. Scores of all configurations are checked against each other.
@@ -47,6 +50,8 @@ FLAT_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy")
 #: Largest score difference tolerated between configurations (different batch composition
 #: changes float32 rounding only).
 SCORE_TOL = 1e-5
+#: Jets of the small file scored, untimed, to warm up every process before timing.
+WARMUP_JETS = 64
 #: Seed of the untrained stand-in model used when the shipped tagger cannot be loaded.
 UNTRAINED_SEED = 0
 
@@ -125,11 +130,20 @@ def _warm_worker() -> tuple[int, int]:
     return os.getpid(), torch.get_num_threads()
 
 
+def _warm_worker_scoring(paths: list[str], model: str | None) -> None:
+    """Score a tiny file in this worker: loads the model into the per-process cache and the
+    numba kernels, so that timed runs measure steady-state throughput."""
+    from lloca_hep.coffea import JetTagger
+    from lloca_hep.io import read_jets
+
+    JetTagger(model, device="cpu")(read_jets(paths[0])["constituents"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--jets-per-file", type=int, default=1000)
+    parser.add_argument("--jets-per-file", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", default=None, help="tagger file (default: shipped tagger)")
     parser.add_argument("--step-size", default="none",
@@ -177,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         in_dir.mkdir()
         inputs = make_inputs(args.input, in_dir, args.files, args.jets_per_file)
         n_jets = args.files * args.jets_per_file
+        warm_dir = tmp_path / "warm"
+        warm_dir.mkdir()
+        tiny = make_inputs(args.input, warm_dir, 1, WARMUP_JETS)
+        # untimed warm-up in this process: numba compilation / cache loading, torch first calls
+        bench_tag(tiny, warm_dir / "tag", model)
+        bench_score_files(tiny, warm_dir / "sync", model, step, "sync")
 
         def runs(fn: Any) -> tuple[list[float], np.ndarray]:
             times, scores = [], np.zeros(0)
@@ -201,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     distributed.Client(cluster) as client:
                 info = client.run(_warm_worker)
                 threads = sorted({t for _, t in info.values()})
+                # untimed warm-up on the workers (numba caches, model load once per worker)
+                client.run(_warm_worker_scoring, [str(p) for p in tiny], model)
                 times, scores = runs(lambda r, n=n: bench_score_files(
                     inputs, tmp_path / f"w{n}_{r}", model, step, None))
             rows.append((f"score_files, LocalCluster {n} worker(s) x 1 thread "
