@@ -33,7 +33,10 @@ Accepted inputs of ``tagger(x)``:
   and ``mass`` (or ``m``/``M``), in GeV.
 
 The result has one float32 top probability per jet, in the jet structure of the input
-(``[event][jet]`` or ``[jet]``); jets without constituents get NaN.
+(``[event][jet]`` or ``[jet]``); jets without constituents get NaN. The same jets in the same
+chunks give bit-identical scores eagerly, virtually, with dask and on a distributed cluster;
+the model pads each batch to its longest jet, so a different chunking (or torch thread count)
+may change the last float32 bit (~1e-7).
 
 Model loading
 -------------
@@ -259,7 +262,7 @@ def join_indexed_constituents(
     n = int(offsets[-1])
     px, py, pz, energy = (np.empty(n, dtype=np.float64) for _ in range(4))
     _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
-                 *cols, offsets, px, py, pz, energy)
+                 cols[0], cols[1], cols[2], cols[3], offsets, px, py, pz, energy)
     return offsets, px, py, pz, energy
 
 
@@ -579,7 +582,7 @@ class JetTagger(numpy_call_wrapper):
                 px, py, pz, energy = (c.astype(np.float64, copy=False) for c in cols)
             else:
                 px, py, pz, energy = (np.empty(cols[0].shape[0], np.float64) for _ in range(4))
-                _ptetaphim_to_cartesian(*cols, px, py, pz, energy)
+                _ptetaphim_to_cartesian(cols[0], cols[1], cols[2], cols[3], px, py, pz, energy)
         else:
             raise ValueError(f"unknown layout {layout!r}")
         offsets, px, py, pz, energy = _check_momenta(offsets, px, py, pz, energy,
