@@ -138,7 +138,7 @@ class FramesNet(nn.Module):
         x = self.particle_features(p, jet, refs, scalars, global_scalars)
         w1, b1 = _f64(self.fc1.weight), _f64(self.fc1.bias)
         w2, b2 = _f64(self.fc2.weight), _f64(self.fc2.bias)
-        h = nn.functional.gelu(nn.functional.linear(x, w1, b1))
+        h = nn.functional.silu(nn.functional.linear(x, w1, b1))
         out = nn.functional.linear(h, w2, b2)
         K, d = NUM_WEIGHTINGS, self.key_dim
         q = out[..., : K * d].unflatten(-1, (K, d)) / math.sqrt(d)
@@ -187,4 +187,12 @@ class FramesNet(nn.Module):
         log_pair = torch.matmul(a, b).clamp_min_(EPS_PAIR).log_()  # (b, N, P)
         logits = torch.matmul(qa, ka)  # (b, K, N, P)
         logits.addcmul_(coef[None, :, None, None], log_pair[:, None])
-        return torch.matmul(torch.softmax(logits, dim=-1), units[:, None])
+        # softmax over partners; same arithmetic with and without autograd (bitwise equal), in
+        # place for inference (one pass less over the largest tensor)
+        if logits.requires_grad:
+            w = (logits - logits.amax(-1, keepdim=True)).exp()
+            w = w / w.sum(-1, keepdim=True)
+        else:
+            w = logits.sub_(logits.amax(-1, keepdim=True)).exp_()
+            w.div_(w.sum(-1, keepdim=True))
+        return torch.matmul(w, units[:, None])
