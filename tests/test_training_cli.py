@@ -153,3 +153,13 @@ def test_tag_event_layout_keeps_jets_per_event(data, tmp_path):
     assert ak.sum(ak.num(scores)) == len(jets) == summary["n_jets"]
     expected = data["tagger"].score(jets)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(scores)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tag_threads_option_sets_torch_threads(data, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        rc = main(["tag", str(data["test"]), "-o", str(tmp_path / "t.root"), "--model",
+                   str(data["model"]), "--threads", "1", "--no-progress"])
+        assert rc == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -137,6 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_files
 
+    _set_threads(args)
     result = evaluate_files(
         args.files,
         model=args.model,
@@ -155,6 +156,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_tag(args: argparse.Namespace) -> int:
     from .tag import tag_file
 
+    _set_threads(args)
     summary = tag_file(
         args.input,
         args.output,
@@ -174,10 +176,21 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- registration
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, threads: bool = True) -> None:
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if threads:
+        p.add_argument("--threads", type=_positive_int, default=None,
+                       help="torch CPU threads (default: torch's choice; 1 is fastest on a "
+                            "machine whose cores are busy with other work)")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def register(subparsers: Any) -> None:
@@ -231,7 +244,7 @@ def register(subparsers: Any) -> None:
                    help="use only the first N validation jets")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's choice)")
-    _common(p)
+    _common(p, threads=False)
     p.set_defaults(func=_cmd_train)
 
     # ------------------------------------------------------------------ evaluate
