@@ -156,6 +156,10 @@ def test_shapes_config_registry_and_gradients(jets):
         model(p[..., :3], mask)
     with pytest.raises(ValueError):
         model(p, mask.float())
+    nan = p.clone()
+    nan[3, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="jet 3, constituent 2"):
+        model(nan, mask)
 
 
 def test_jet_mass_tagger_invariant(jets):

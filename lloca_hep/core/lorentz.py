@@ -152,14 +152,14 @@ def random_lorentz(
     Each is ``R2 B R1``: two rotations about random axes by angles uniform in ``[0, max_angle]``
     around a boost along a random direction with rapidity uniform in ``[0, max_rapidity]``
     (exactly ``max_rapidity`` if ``exact_rapidity``). Reproducible through ``seed`` or an explicit
-    ``generator``; with neither, torch's global generator is used.
+    ``generator``; with neither, torch's global (CPU) generator is used, so ``torch.manual_seed``
+    makes random-frame training reproducible.
     """
     if generator is None:
-        generator = torch.Generator()
         if seed is None:
-            generator.seed()
+            generator = torch.default_generator  # follows torch.manual_seed
         else:
-            generator.manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(int(seed))
     r1 = rotation_from_axes(_random_rotation3(n, max_angle, generator, dtype))
     r2 = rotation_from_axes(_random_rotation3(n, max_angle, generator, dtype))
     if exact_rapidity:

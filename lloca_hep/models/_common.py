@@ -9,13 +9,21 @@ __all__ = ["ClassifierHead", "check_inputs", "masked_mean"]
 
 
 def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
-    """Raise a clear error unless ``p4`` is ``(B, N, 4)`` and ``mask`` a bool ``(B, N)``."""
+    """Raise a clear error unless ``p4`` is ``(B, N, 4)`` and ``mask`` a bool ``(B, N)``, and every
+    real constituent has a finite four-momentum (padded slots may hold anything)."""
     if p4.dim() != 3 or p4.shape[-1] != 4:
         raise ValueError(f"p4 must have shape (B, N, 4) of (E, px, py, pz), got {tuple(p4.shape)}")
     if mask.shape != p4.shape[:2]:
         raise ValueError(f"mask must have shape {tuple(p4.shape[:2])}, got {tuple(mask.shape)}")
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+    bad = mask & ~torch.isfinite(p4).all(-1)
+    if bool(bad.any()):
+        jet, const = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"non-finite four-momentum {p4[jet, const].tolist()} in jet {jet}, constituent {const}"
+            f" ({int(bad.sum())} bad constituents in this batch)"
+        )
 
 
 def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
