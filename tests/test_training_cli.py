@@ -155,6 +155,7 @@ def test_tag_event_layout_keeps_jets_per_event(data, tmp_path):
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(scores)), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::lloca_hep.tagger.EmptyJetWarning")
 def test_tag_threads_option_sets_torch_threads(data, tmp_path):
     before = torch.get_num_threads()
     try:
