@@ -168,3 +168,14 @@ def test_jet_mass_tagger_invariant(jets):
     lam = random_lorentz(NUM_JETS, max_rapidity=2.0, seed=3)
     with torch.no_grad():
         assert relative_change(model(p, mask), model(apply(lam[:, None], p), mask)) <= FLOAT64_BOUND
+
+
+@pytest.mark.parametrize("cls", [LLoCaTransformer, JetMassTagger])
+def test_empty_batches_and_jets(cls):
+    model = cls().eval()
+    with torch.no_grad():
+        assert model(
+            torch.zeros(0, 5, 4, dtype=torch.float64), torch.zeros(0, 5, dtype=torch.bool)
+        ).shape == (0,)
+        out = model(torch.zeros(2, 0, 4, dtype=torch.float64), torch.zeros(2, 0, dtype=torch.bool))
+        assert out.shape == (2,) and torch.isfinite(out).all()

@@ -44,6 +44,8 @@ EPS_ENERGY = 1e-3
 EPS_PAIR = 1e-2
 #: Logit given to masked partners (finite, so fully padded rows stay finite).
 NEG_LARGE = -1e30
+#: Negative slope of the frames-net activation (cheap and continuous, in float64).
+LEAKY_SLOPE = 0.1
 #: Number of vectors predicted per constituent.
 NUM_VECTORS = 3
 #: Number of learned softmax weightings over partners (for v0 and v2).
@@ -138,7 +140,7 @@ class FramesNet(nn.Module):
         x = self.particle_features(p, jet, refs, scalars, global_scalars)
         w1, b1 = _f64(self.fc1.weight), _f64(self.fc1.bias)
         w2, b2 = _f64(self.fc2.weight), _f64(self.fc2.bias)
-        h = nn.functional.silu(nn.functional.linear(x, w1, b1))
+        h = nn.functional.leaky_relu(nn.functional.linear(x, w1, b1), LEAKY_SLOPE)
         out = nn.functional.linear(h, w2, b2)
         K, d = NUM_WEIGHTINGS, self.key_dim
         q = out[..., : K * d].unflatten(-1, (K, d)) / math.sqrt(d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ClassifierHead", "check_inputs", "masked_mean"]
+__all__ = ["ClassifierHead", "check_inputs", "empty_logits", "masked_mean", "pad_empty"]
 
 
 def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
@@ -46,3 +46,17 @@ class ClassifierHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x)
         return y[:, 0] if self.num_classes is None else y
+
+
+def pad_empty(p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give ``N = 0`` inputs one padded slot, so that they behave like fully padded jets."""
+    if p4.shape[1] == 0:
+        p4 = p4.new_zeros(p4.shape[0], 1, 4)
+        mask = mask.new_zeros(mask.shape[0], 1)
+    return p4, mask
+
+
+def empty_logits(num_classes: int | None, dtype: torch.dtype, device) -> torch.Tensor:
+    """Logits for an empty batch: ``(0,)`` or ``(0, num_classes)``."""
+    shape = (0,) if num_classes is None else (0, int(num_classes))
+    return torch.zeros(shape, dtype=dtype, device=device)

@@ -11,7 +11,7 @@ from torch import nn
 from ..core.features import NUM_LOCAL_FEATURES, local_features
 from ..core.framechoices import FrameChoice
 from ..core.messages import TensorialMessagePassing, edge_frames, edge_invariants, knn_neighbours
-from ._common import ClassifierHead, check_inputs, masked_mean
+from ._common import ClassifierHead, check_inputs, empty_logits, masked_mean, pad_empty
 
 __all__ = ["LLoCaGraphNet"]
 
@@ -79,8 +79,11 @@ class LLoCaGraphNet(nn.Module):
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)
-        lf = self.frame_choice(p4, mask)
         dtype = self.embed.weight.dtype
+        if p4.shape[0] == 0:
+            return empty_logits(self.head.num_classes, dtype, p4.device)
+        p4, mask = pad_empty(p4, mask)
+        lf = self.frame_choice(p4, mask)
         idx, valid = knn_neighbours(lf.p4, lf.jet, mask, self.neighbours)
         # identity/random/global frames: all constituents share one frame, edges are identities
         edges = edge_frames(lf.relative, idx)

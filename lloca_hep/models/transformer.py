@@ -11,7 +11,7 @@ from torch import nn
 from ..core.attention import AttentionFrames, LLoCaAttention, prepare_attention_frames
 from ..core.features import NUM_LOCAL_FEATURES, local_features
 from ..core.framechoices import FrameChoice
-from ._common import ClassifierHead, check_inputs, masked_mean
+from ._common import ClassifierHead, check_inputs, empty_logits, masked_mean, pad_empty
 
 __all__ = ["LLoCaTransformer", "TransformerBlock"]
 
@@ -106,8 +106,11 @@ class LLoCaTransformer(nn.Module):
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)
-        lf = self.frame_choice(p4, mask)
         dtype = self.embed.weight.dtype
+        if p4.shape[0] == 0:
+            return empty_logits(self.head.num_classes, dtype, p4.device)
+        p4, mask = pad_empty(p4, mask)
+        lf = self.frame_choice(p4, mask)
         h = self.embed(local_features(lf, mask).to(dtype))
         frames = prepare_attention_frames(lf.relative, dtype)
         for block in self.blocks:
