@@ -10,7 +10,7 @@ from lloca_hep.core.lorentz import apply, beam_rotation, random_lorentz
 from lloca_hep.core.toyjets import degenerate_jets, toy_jets
 from lloca_hep.models import MODELS, JetMassTagger, LLoCaTransformer, build_model, model_name
 
-NUM_JETS = 32
+NUM_JETS = 16
 #: Bounds from the issue: float64 throughout up to rapidity 2, default precision up to 4 and at 6.
 FLOAT64_BOUND = 1e-9
 DEFAULT_BOUNDS = {0.5: 1e-6, 2.0: 1e-6, 4.0: 1e-6, 6.0: 3e-5}
