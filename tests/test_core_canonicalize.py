@@ -75,3 +75,14 @@ def test_wrapper_identity_frames_not_equivariant():
         a = apply(lam, model(p, mask))
         b = model(apply(lam[:, None], p), mask)
     assert not torch.allclose(a, b, rtol=1e-3)
+
+
+def test_documented_examples_run():
+    import doctest
+
+    import lloca_hep.core.canonicalize as canonicalize
+    import lloca_hep.core.reps as reps
+
+    for mod in (canonicalize, reps):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__
