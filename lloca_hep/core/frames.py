@@ -58,7 +58,7 @@ def regularise_timelike(v: torch.Tensor) -> torch.Tensor:
     e = v[..., 0]
     m2 = minkowski(v, v)
     ok = (m2 > TIMELIKE_TOL * e * e) & (e > 0)
-    if bool(ok.all()):
+    if not torch.compiler.is_compiling() and bool(ok.all()):
         return v
     p = v[..., 1:].norm(dim=-1)
     # smallest energy that makes v time-like, plus a relative margin
@@ -98,7 +98,7 @@ def gram_schmidt_3d(
     ok1 = n1[..., 0] > DEGENERATE_SPATIAL_TOL * scale1 + tiny
     ok2 = n2[..., 0] > DEGENERATE_SPATIAL_TOL * scale2 + tiny
     # fast path (the common case): both directions defined and not parallel
-    if bool(ok1.all()):
+    if not torch.compiler.is_compiling() and bool(ok1.all()):
         r = u2 - _dot3(u2, u1) * u1
         rn = r.norm(dim=-1, keepdim=True)
         if bool((ok2 & (rn[..., 0] > DEGENERATE_SPATIAL_TOL)).all()):

@@ -172,13 +172,17 @@ class FramesNet(nn.Module):
         energy = minkowski(partners, jet[:, None]).clamp_min(0)
         units = partners / (energy + EPS_ENERGY)[..., None]
         P = partners.shape[1]
-        chunk = max(1, CHUNK_ELEMENTS // (K * N * P))
-        v = torch.cat(
-            [
-                self._weighted(qa[c], ka[c], a[c], b[c], coef, units[c])
-                for c in (slice(i, i + chunk) for i in range(0, B, chunk))
-            ]
-        )  # (B, K, N, 4)
+        if torch.compiler.is_compiling():
+            # traced (torch.export/compile): no shape-dependent Python loop, one chunk
+            v = self._weighted(qa, ka, a, b, coef, units)  # (B, K, N, 4)
+        else:
+            chunk = max(1, CHUNK_ELEMENTS // (K * N * P))
+            v = torch.cat(
+                [
+                    self._weighted(qa[c], ka[c], a[c], b[c], coef, units[c])
+                    for c in (slice(i, i + chunk) for i in range(0, B, chunk))
+                ]
+            )  # (B, K, N, 4)
         v0 = jet[:, None] + gate[..., None] * v[:, 0]
         own = p / (minkowski(p, jet[:, None]).clamp_min(0) + EPS_ENERGY)[..., None]
         return torch.stack([v0, own, v[:, 1]], dim=2)

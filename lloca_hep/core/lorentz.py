@@ -42,6 +42,8 @@ _GDIAG_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def _gdiag(x: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # never cache tensors made while tracing
+        return torch.tensor(METRIC_DIAG, dtype=x.dtype, device=x.device)
     key = (x.dtype, x.device)
     g = _GDIAG_CACHE.get(key)
     if g is None:
