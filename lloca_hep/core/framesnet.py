@@ -106,11 +106,14 @@ class FramesNet(nn.Module):
         energy = minkowski(p, jet[:, None])
         cols = [torch.log(energy.clamp_min(0) + EPS_ENERGY)[..., None]]
         if self.num_references:
+            assert refs is not None
             pr = minkowski(p[:, :, None], refs[:, None])  # (B, N, R)
             cols.append(torch.log(pr.clamp_min(0) + EPS_ENERGY))
         if self.num_scalars:
+            assert scalars is not None
             cols.append(_f64(scalars))
         if self.num_global:
+            assert global_scalars is not None
             cols.append(_f64(global_scalars)[:, None].expand(-1, p.shape[1], -1))
         return torch.cat(cols, -1)
 
@@ -154,6 +157,7 @@ class FramesNet(nn.Module):
         # extra key component: learned bias of reference partners, NEG_LARGE for padded partners
         kbias = m2.new_zeros(B, N, K)
         if self.num_references:
+            assert refs is not None
             R = refs.shape[1]
             partners = torch.cat([p, _f64(refs)], 1)
             pm2 = torch.cat([m2, m2.new_zeros(B, R)], 1)

@@ -68,7 +68,7 @@ class TensorReps:
         if not blocks:
             raise ValueError(f"tensor representation {spec!r} is empty")
         self.blocks = tuple(blocks)
-        self.spec = "+".join(f"{b.mul}x{b.rank}{b.parity}" for b in self.blocks)
+        self.spec: str = "+".join(f"{b.mul}x{b.rank}{b.parity}" for b in self.blocks)
         self.dim = sum(b.dim for b in self.blocks)
         self.num_scalars = sum(b.mul for b in self.blocks if b.rank == 0)
         self.num_vectors = sum(b.mul for b in self.blocks if b.rank == 1)

@@ -43,6 +43,7 @@ class JetMassTagger(nn.Module):
         check_inputs(p4, mask)
         jet = jet_momentum(p4.to(torch.float64), mask)
         m = torch.sqrt(minkowski(jet, jet).clamp_min(0)).clamp_min(MIN_JET_SCALE_GEV)
-        x = torch.log(m / JET_MASS_REFERENCE_GEV)[:, None].to(self.net[0].weight.dtype)
+        dtype = next(self.net.parameters()).dtype
+        x = torch.log(m / JET_MASS_REFERENCE_GEV)[:, None].to(dtype)
         y = self.net(x)
         return y[:, 0] if self.num_classes is None else y
