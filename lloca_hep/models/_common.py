@@ -1,11 +1,25 @@
-"""Shared helpers for the models: input checks, masked pooling, output heads."""
+"""Shared helpers for the models: input checks, masked pooling, output heads, and the skeleton
+of the local-frame models (:class:`LocalFrameModel`)."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ClassifierHead", "check_inputs", "empty_logits", "masked_mean", "pad_empty"]
+from ..core.features import NUM_LOCAL_FEATURES, local_features
+from ..core.framechoices import FrameChoice, LocalFrames
+
+__all__ = [
+    "ClassifierHead",
+    "LocalFrameModel",
+    "check_inputs",
+    "empty_logits",
+    "masked_mean",
+    "pad_empty",
+]
 
 
 def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
@@ -62,3 +76,71 @@ def empty_logits(num_classes: int | None, dtype: torch.dtype, device) -> torch.T
     """Logits for an empty batch: ``(0,)`` or ``(0, num_classes)``."""
     shape = (0,) if num_classes is None else (0, int(num_classes))
     return torch.zeros(shape, dtype=dtype, device=device)
+
+
+class LocalFrameModel(nn.Module):
+    """Skeleton shared by the LLoCa taggers: frames -> embedded local features -> backbone ->
+    LayerNorm -> masked mean over constituents -> :class:`ClassifierHead`.
+
+    Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
+    ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``).
+
+    A subclass calls ``super().__init__(config, ...)`` (registers ``frame_choice`` and ``embed``),
+    then registers its backbone, then calls :meth:`_add_head` (registers ``norm`` and ``head``);
+    this keeps the parameter names and the order in which they are initialised. It implements
+    :meth:`backbone`, which maps the embedded features ``h (B, N, hidden)`` to ``(B, N, hidden)``.
+    """
+
+    frame_choice: FrameChoice
+    embed: nn.Linear
+    norm: nn.LayerNorm
+    head: ClassifierHead
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        frames: str,
+        symmetry_breaking: bool | str,
+        hidden: int,
+        frames_hidden: int,
+        frames_key_dim: int,
+        random_max_rapidity: float,
+    ):
+        super().__init__()
+        self._config: dict[str, Any] = dict(config)
+        self.frame_choice = FrameChoice(
+            frames,
+            symmetry_breaking,
+            frames_hidden=frames_hidden,
+            frames_key_dim=frames_key_dim,
+            random_max_rapidity=random_max_rapidity,
+            random_max_angle=math.pi,
+        )
+        self.embed = nn.Linear(NUM_LOCAL_FEATURES, hidden)
+
+    def _add_head(self, hidden: int, num_classes: int | None) -> None:
+        """Register the final LayerNorm and the classifier head (after the backbone)."""
+        self.norm = nn.LayerNorm(hidden)
+        self.head = ClassifierHead(hidden, num_classes)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor keyword arguments."""
+        return dict(self._config)
+
+    def backbone(
+        self, h: torch.Tensor, lf: LocalFrames, mask: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The model-specific layers: ``h (B, N, hidden)`` -> ``(B, N, hidden)`` in ``dtype``."""
+        raise NotImplementedError
+
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_inputs(p4, mask)
+        dtype = self.embed.weight.dtype
+        if p4.shape[0] == 0:
+            return empty_logits(self.head.num_classes, dtype, p4.device)
+        p4, mask = pad_empty(p4, mask)
+        lf = self.frame_choice(p4, mask)
+        h = self.embed(local_features(lf, mask).to(dtype))
+        h = self.backbone(h, lf, mask, dtype)
+        return self.head(masked_mean(self.norm(h), mask))

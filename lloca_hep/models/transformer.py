@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 from torch import nn
 
 from ..core.attention import AttentionFrames, LLoCaAttention, prepare_attention_frames
-from ..core.features import NUM_LOCAL_FEATURES, local_features
-from ..core.framechoices import FrameChoice
-from ._common import ClassifierHead, check_inputs, empty_logits, masked_mean, pad_empty
+from ..core.framechoices import LocalFrames
+from ._common import LocalFrameModel
 
 __all__ = ["LLoCaTransformer", "TransformerBlock"]
 
@@ -35,7 +31,7 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class LLoCaTransformer(nn.Module):
+class LLoCaTransformer(LocalFrameModel):
     """Lorentz-equivariant jet tagger: local frames + transformer with tensorial attention.
 
     Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
@@ -70,49 +66,36 @@ class LLoCaTransformer(nn.Module):
         frames_key_dim: int = 8,
         random_max_rapidity: float = 1.0,
     ):
-        super().__init__()
-        self._config: dict[str, Any] = dict(
-            frames=frames,
-            symmetry_breaking=symmetry_breaking,
-            num_classes=num_classes,
-            hidden=hidden,
-            blocks=blocks,
-            heads=heads,
-            head_reps=head_reps,
-            mlp_ratio=mlp_ratio,
-            frames_hidden=frames_hidden,
-            frames_key_dim=frames_key_dim,
-            random_max_rapidity=random_max_rapidity,
-        )
-        self.frame_choice = FrameChoice(
+        super().__init__(
+            dict(
+                frames=frames,
+                symmetry_breaking=symmetry_breaking,
+                num_classes=num_classes,
+                hidden=hidden,
+                blocks=blocks,
+                heads=heads,
+                head_reps=head_reps,
+                mlp_ratio=mlp_ratio,
+                frames_hidden=frames_hidden,
+                frames_key_dim=frames_key_dim,
+                random_max_rapidity=random_max_rapidity,
+            ),
             frames,
             symmetry_breaking,
-            frames_hidden=frames_hidden,
-            frames_key_dim=frames_key_dim,
-            random_max_rapidity=random_max_rapidity,
-            random_max_angle=math.pi,
+            hidden,
+            frames_hidden,
+            frames_key_dim,
+            random_max_rapidity,
         )
-        self.embed = nn.Linear(NUM_LOCAL_FEATURES, hidden)
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden, heads, head_reps, mlp_ratio) for _ in range(blocks)
         )
-        self.norm = nn.LayerNorm(hidden)
-        self.head = ClassifierHead(hidden, num_classes)
+        self._add_head(hidden, num_classes)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable constructor keyword arguments."""
-        return dict(self._config)
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(p4, mask)
-        dtype = self.embed.weight.dtype
-        if p4.shape[0] == 0:
-            return empty_logits(self.head.num_classes, dtype, p4.device)
-        p4, mask = pad_empty(p4, mask)
-        lf = self.frame_choice(p4, mask)
-        h = self.embed(local_features(lf, mask).to(dtype))
+    def backbone(
+        self, h: torch.Tensor, lf: LocalFrames, mask: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
         frames = prepare_attention_frames(lf.relative, dtype)
         for block in self.blocks:
             h = block(h, frames, mask)
-        return self.head(masked_mean(self.norm(h), mask))
+        return h
