@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._argtypes import non_negative_int, positive_int
 from .recipe import DEFAULT_MAX_CONSTITUENTS
 
 # same values as lloca_hep.cli (not imported from there: lloca_hep.cli imports this module)
@@ -24,36 +25,19 @@ EXIT_INTERRUPTED = 130
 log = logging.getLogger("lloca_hep")
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate`` options to ``parser``."""
-    parser.add_argument("--signal", type=_non_negative_int, required=True, metavar="N",
+    parser.add_argument("--signal", type=non_negative_int, required=True, metavar="N",
                         help="number of top jets (is_signal = 1)")
-    parser.add_argument("--background", type=_non_negative_int, required=True, metavar="N",
+    parser.add_argument("--background", type=non_negative_int, required=True, metavar="N",
                         help="number of QCD jets (is_signal = 0)")
-    parser.add_argument("--seed", type=_non_negative_int, required=True, metavar="S",
+    parser.add_argument("--seed", type=non_negative_int, required=True, metavar="S",
                         help="random seed; the same seed gives the same file content")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.root",
                         help="ROOT file to write (TTree 'jets')")
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
                         help="worker processes (default 1; does not change the result)")
-    parser.add_argument("--max-constituents", type=_positive_int, default=DEFAULT_MAX_CONSTITUENTS,
+    parser.add_argument("--max-constituents", type=positive_int, default=DEFAULT_MAX_CONSTITUENTS,
                         metavar="N", help=f"constituents kept per jet, hardest first "
                         f"(default {DEFAULT_MAX_CONSTITUENTS})")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE.root if it exists")

@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .._argtypes import positive_int
+
 log = logging.getLogger("lloca_hep")
 
 EXIT_OK = 0
@@ -61,13 +63,6 @@ def _json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"hidden\": 32}'")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
@@ -181,7 +176,7 @@ def _common(p: argparse.ArgumentParser, threads: bool = True) -> None:
                    help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     if threads:
-        p.add_argument("--threads", type=_positive_int, default=None,
+        p.add_argument("--threads", type=positive_int, default=None,
                        help="torch CPU threads (default: torch's choice; 1 is fastest on a "
                             "machine whose cores are busy with other work)")
 
@@ -219,13 +214,13 @@ def register(subparsers: Any) -> None:
                    help="no beam/time reference vectors or non-invariant scalars in the frames")
     p.add_argument("--config", type=_json_object, default=None, metavar="JSON",
                    help="extra model keyword arguments as JSON, e.g. '{\"hidden\": 32}'")
-    p.add_argument("--epochs", type=_positive_int, default=20, help="epochs (default 20)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    p.add_argument("--epochs", type=positive_int, default=20, help="epochs (default 20)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
     p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default="cosine",
                    help="learning-rate schedule (default cosine with warm-up)")
-    p.add_argument("--max-constituents", type=_positive_int, default=64,
+    p.add_argument("--max-constituents", type=positive_int, default=64,
                    help="constituents kept per jet, hardest first (default 64)")
     p.add_argument("--label-branch", default="is_signal",
                    help="branch with 0/1 labels (default is_signal)")
@@ -238,11 +233,11 @@ def register(subparsers: Any) -> None:
                    help="stop after this many minutes; the LR schedule anneals within it")
     p.add_argument("--patience", type=int, default=5,
                    help="early stopping after N epochs without improvement (0: off)")
-    p.add_argument("--max-jets", type=_positive_int, default=None,
+    p.add_argument("--max-jets", type=positive_int, default=None,
                    help="use only the first N training jets")
-    p.add_argument("--max-val-jets", type=_positive_int, default=None,
+    p.add_argument("--max-val-jets", type=positive_int, default=None,
                    help="use only the first N validation jets")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice)")
     _common(p, threads=False)
     p.set_defaults(func=_cmd_train)
@@ -263,7 +258,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="directory for metrics.json, roc.png, scores.png")
     p.add_argument("--label-branch", default="is_signal", help="default is_signal")
-    p.add_argument("--max-jets", type=_positive_int, default=None,
+    p.add_argument("--max-jets", type=positive_int, default=None,
                    help="evaluate only the first N jets")
     _common(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -285,7 +280,7 @@ def register(subparsers: Any) -> None:
                    help="tagger file (.pt, or .pt2 exported); default: the shipped tagger")
     p.add_argument("--step-size", type=_step_size, default="50 MB",
                    help="chunk size: entries (e.g. 100000) or memory (e.g. '50 MB')")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="jets per forward pass")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _common(p)
