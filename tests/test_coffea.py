@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import pickle
-import shutil
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("coffea")
 dak = pytest.importorskip("dask_awkward")
 
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
-
 from lloca_hep import coffea as lc  # noqa: E402
 from lloca_hep.io import InvalidMomentumError, read_jets  # noqa: E402
-from lloca_hep.models import LLoCaTransformer, model_name  # noqa: E402
-from lloca_hep.tagger import Tagger, load_tagger  # noqa: E402
+from lloca_hep.tagger import load_tagger  # noqa: E402
 
-PFNANO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pfnano.root"
-if not PFNANO.exists():  # the repository's shared data directory, next to the checkout
-    PFNANO = Path("/work/shared/data/pfnano.root")
-#: Small network: the tests check plumbing, not physics.
-SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)
-MAX_CONSTITUENTS = 24
-SEED = 1234
+#: Seed of the small random tagger of conftest's ``tagger_file``.
+TAGGER_SEED = 1234
 FATJETS_IN_FILE = 24
 JETS_IN_FILE = 64
 
@@ -39,45 +29,22 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def tagger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(SEED)
-    model = LLoCaTransformer(**SMALL)
-    path = tmp_path_factory.mktemp("tagger") / "small.pt"
-    Tagger(model, model_name(model), MAX_CONSTITUENTS).save(path)
-    return path
+def pfnano_events(pfnano: Path, nanoevents) -> Callable[[str], ak.Array]:
+    """``pfnano_events(mode)``: NanoEvents of ``pfnano``, cached per mode (building them parses
+    1800 branches)."""
+    cache: dict[str, ak.Array] = {}
+
+    def get(mode: str) -> ak.Array:
+        if mode not in cache:
+            cache[mode] = nanoevents(pfnano, mode)
+        return cache[mode]
+
+    return get
 
 
 @pytest.fixture(scope="module")
-def pfnano(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not PFNANO.exists():
-        pytest.skip("pfnano.root not available")
-    dest = tmp_path_factory.mktemp("data") / "pfnano.root"
-    shutil.copyfile(PFNANO, dest)
-    return dest
-
-
-_EVENTS_CACHE: dict[tuple[str, str], ak.Array] = {}
-
-
-def _events(path: Path, mode: str):
-    """NanoEvents of ``path`` (cached per file and mode: building them parses 1800 branches)."""
-    key = (str(path), mode)
-    if key not in _EVENTS_CACHE:
-        _EVENTS_CACHE[key] = _make_events(path, mode)
-    return _EVENTS_CACHE[key]
-
-
-def _make_events(path: Path, mode: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return NanoEventsFactory.from_root(
-            {str(path): "Events"}, schemaclass=PFNanoAODSchema, mode=mode
-        ).events()
-
-
-@pytest.fixture(scope="module")
-def eager_scores(tagger_file: Path, pfnano: Path) -> ak.Array:
-    return lc.JetTagger(tagger_file)(_events(pfnano, "eager"))
+def eager_scores(tagger_file: Path, pfnano_events) -> ak.Array:
+    return lc.JetTagger(tagger_file)(pfnano_events("eager"))
 
 
 def _same(a: ak.Array, b: ak.Array) -> bool:
@@ -89,8 +56,10 @@ def _same(a: ak.Array, b: ak.Array) -> bool:
     return fa.dtype == fb.dtype and np.array_equal(fa, fb, equal_nan=True)
 
 
-def test_eager_scores_match_the_tagger_on_read_jets(tagger_file, pfnano, eager_scores):
-    events = _events(pfnano, "eager")
+def test_eager_scores_match_the_tagger_on_read_jets(
+    tagger_file, pfnano, eager_scores, pfnano_events
+):
+    events = pfnano_events("eager")
     assert eager_scores.type.content.content.primitive == "float32"
     assert ak.to_list(ak.num(eager_scores, axis=1)) == ak.to_list(ak.num(events.FatJet, axis=1))
     assert ak.sum(ak.num(eager_scores, axis=1)) == FATJETS_IN_FILE
@@ -101,18 +70,18 @@ def test_eager_scores_match_the_tagger_on_read_jets(tagger_file, pfnano, eager_s
     np.testing.assert_array_equal(flat, reference)
 
 
-def test_virtual_and_dask_threads_identical_to_eager(tagger_file, pfnano, eager_scores):
+def test_virtual_and_dask_threads_identical_to_eager(tagger_file, eager_scores, pfnano_events):
     tagger = lc.JetTagger(tagger_file)
-    virtual = tagger(_events(pfnano, "virtual"))
+    virtual = tagger(pfnano_events("virtual"))
     assert _same(virtual, eager_scores)
-    lazy = tagger(_events(pfnano, "dask"))
+    lazy = tagger(pfnano_events("dask"))
     assert isinstance(lazy, dak.Array)
     computed = lazy.compute(scheduler="threads")
     assert _same(computed, eager_scores)
 
 
-def test_dask_reads_only_the_branches_it_needs(tagger_file, pfnano):
-    lazy = lc.JetTagger(tagger_file)(_events(pfnano, "dask"))
+def test_dask_reads_only_the_branches_it_needs(tagger_file, pfnano_events):
+    lazy = lc.JetTagger(tagger_file)(pfnano_events("dask"))
     columns = dak.necessary_columns(lazy)
     assert len(columns) == 1
     (needed,) = columns.values()
@@ -120,19 +89,19 @@ def test_dask_reads_only_the_branches_it_needs(tagger_file, pfnano):
     assert "PFCands_d0" not in needed and "FatJet_pt" not in needed
 
 
-def test_typetracer_pass_never_loads_the_model(tagger_file, pfnano):
+def test_typetracer_pass_never_loads_the_model(tagger_file, pfnano, pfnano_events, nanoevents):
     tagger = lc.JetTagger(tagger_file)
-    lazy = tagger(_events(pfnano, "dask"))
+    lazy = tagger(pfnano_events("dask"))
     assert str(lazy.type.content) == "var * float32"
     assert tagger._tagger is None  # building the graph neither loaded nor ran the model
-    events = _make_events(pfnano, "dask")._meta
+    events = nanoevents(pfnano, "dask")._meta
     out = tagger(events)  # a typetracer in, a typetracer out
     assert ak.backend(out) == "typetracer"
     assert tagger._tagger is None
 
 
-def test_small_radius_jets(tagger_file, pfnano):
-    scores = lc.JetTagger(tagger_file, collection="Jet")(_events(pfnano, "virtual"))
+def test_small_radius_jets(tagger_file, pfnano, pfnano_events):
+    scores = lc.JetTagger(tagger_file, collection="Jet")(pfnano_events("virtual"))
     assert ak.sum(ak.num(scores, axis=1)) == JETS_IN_FILE
     reference = load_tagger(tagger_file, device="cpu").score(read_jets(pfnano, collection="Jet"))
     np.testing.assert_array_equal(ak.to_numpy(ak.flatten(scores)), reference)
@@ -210,11 +179,11 @@ def test_out_of_range_index_names_event_and_row():
         )
 
 
-def test_bad_inputs_give_clear_errors(tagger_file, pfnano, tmp_path):
+def test_bad_inputs_give_clear_errors(tagger_file, tmp_path, pfnano_events):
     with pytest.raises(FileNotFoundError, match="no such tagger file"):
         lc.JetTagger(tmp_path / "missing.pt")
     tagger = lc.JetTagger(tagger_file)
-    events = _events(pfnano, "eager")
+    events = pfnano_events("eager")
     without_links = ak.zip({"FatJet": events.FatJet, "PFCands": events.PFCands}, depth_limit=1)
     with pytest.raises(ValueError, match="no FatJetPFCands"):
         tagger(without_links)
@@ -241,11 +210,11 @@ def test_invalid_momenta_raise_or_drop(tagger_file, pfnano):
     assert np.isfinite(ak.to_numpy(scores)).all()
 
 
-def test_model_is_lazy_cached_and_never_pickled(tagger_file, pfnano):
+def test_model_is_lazy_cached_and_never_pickled(tagger_file, pfnano_events):
     tagger = lc.JetTagger(tagger_file)
     assert tagger._tagger is None
     blob = pickle.dumps(tagger)
-    tagger(_events(pfnano, "virtual"))
+    tagger(pfnano_events("virtual"))
     assert tagger._tagger is not None
     blob_after = pickle.dumps(tagger)
     assert len(blob_after) == len(blob) < 2000  # the model does not travel
