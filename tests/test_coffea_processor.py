@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("coffea")
 pytest.importorskip("hist")
 
 from coffea import processor  # noqa: E402
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+from coffea.nanoevents import PFNanoAODSchema  # noqa: E402
 
 from lloca_hep.coffea import JetTagger  # noqa: E402
-from lloca_hep.models import LLoCaTransformer, model_name  # noqa: E402
-from lloca_hep.tagger import Tagger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PFNANO = Path("/work/shared/data/pfnano.root")
-SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)
-MAX_CONSTITUENTS = 24
-SEED = 99
+#: Seed of the small random tagger of conftest's ``tagger_file``.
+TAGGER_SEED = 99
 EVENTS_IN_FILE = 10
 FATJETS_IN_FILE = 24
 
@@ -52,29 +45,8 @@ def example():
 
 
 @pytest.fixture(scope="module")
-def tagger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(SEED)
-    model = LLoCaTransformer(**SMALL)
-    path = tmp_path_factory.mktemp("tagger") / "small.pt"
-    Tagger(model, model_name(model), MAX_CONSTITUENTS).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pfnano(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not PFNANO.exists():
-        pytest.skip("pfnano.root not available")
-    dest = tmp_path_factory.mktemp("data") / "pfnano.root"
-    shutil.copyfile(PFNANO, dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def expected_hist(tagger_file: Path, pfnano: Path, example) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        events = NanoEventsFactory.from_root({str(pfnano): "Events"},
-                                             schemaclass=PFNanoAODSchema).events()
+def expected_hist(tagger_file: Path, pfnano: Path, example, nanoevents) -> np.ndarray:
+    events = nanoevents(pfnano, "virtual")
     scores = ak.to_numpy(ak.flatten(JetTagger(tagger_file)(events)))
     counts, _ = np.histogram(scores, bins=example.SCORE_BINS, range=(0.0, 1.0))
     return counts

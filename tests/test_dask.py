@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 import uproot
 
 dak = pytest.importorskip("dask_awkward")
 pytest.importorskip("coffea")
 
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
 from lloca_hep.coffea import JetTagger, required_branches  # noqa: E402
 from lloca_hep.integrations import dask as ld  # noqa: E402
 from lloca_hep.io import LayoutError, MissingTreeError, OutputError, read_jets  # noqa: E402
-from lloca_hep.models import LLoCaTransformer, model_name  # noqa: E402
-from lloca_hep.tagger import Tagger, load_tagger  # noqa: E402
+from lloca_hep.tagger import load_tagger  # noqa: E402
 
-PFNANO = Path("/work/shared/data/pfnano.root")
 SAMPLE = Path(__file__).resolve().parents[1] / "lloca_hep" / "data" / "sample.root"
-SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)
-MAX_CONSTITUENTS = 24
-SEED = 4321
+#: Seed of the small random tagger of conftest's ``tagger_file``.
+TAGGER_SEED = 4321
 EVENTS_IN_FILE = 10
 #: Scores of differently chunked runs agree to float32 rounding.
 CHUNKING_ATOL = 1e-6
@@ -40,31 +34,18 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tagger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(SEED)
-    model = LLoCaTransformer(**SMALL)
-    path = tmp_path_factory.mktemp("tagger") / "small.pt"
-    Tagger(model, model_name(model), MAX_CONSTITUENTS).save(path)
-    return path
-
-
 @pytest.fixture()
-def pfnano(tmp_path: Path) -> Path:
-    if not PFNANO.exists():
-        pytest.skip("pfnano.root not available")
+def pfnano(pfnano_source: Path, tmp_path: Path) -> Path:
+    """A fresh copy per test (score_files writes its outputs next to it)."""
     dest = tmp_path / "in" / "pfnano.root"
     dest.parent.mkdir()
-    shutil.copyfile(PFNANO, dest)
+    shutil.copyfile(pfnano_source, dest)
     return dest
 
 
 @pytest.fixture(scope="module")
-def eager_events() -> ak.Array:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return NanoEventsFactory.from_root({str(PFNANO): "Events"},
-                                           schemaclass=PFNanoAODSchema).events()
+def eager_events(pfnano_source: Path, nanoevents) -> ak.Array:
+    return nanoevents(pfnano_source, "virtual")
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ One cluster is started for the whole module (about 10-30 s on a busy 2-core mach
 
 from __future__ import annotations
 
-import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import awkward as ak
@@ -22,18 +20,14 @@ pytest.importorskip("coffea")
 pytest.importorskip("dask_awkward")
 
 from coffea import processor  # noqa: E402
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+from coffea.nanoevents import PFNanoAODSchema  # noqa: E402
 
 from lloca_hep.coffea import JetTagger  # noqa: E402
 from lloca_hep.integrations import dask as ld  # noqa: E402
-from lloca_hep.models import LLoCaTransformer, model_name  # noqa: E402
-from lloca_hep.tagger import Tagger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PFNANO = Path("/work/shared/data/pfnano.root")
-SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)
-MAX_CONSTITUENTS = 24
-SEED = 777
+#: Seed of the small random tagger of conftest's ``tagger_file``.
+TAGGER_SEED = 777
 EVENTS_IN_FILE = 10
 FATJETS_IN_FILE = 24
 #: Scores of differently chunked (or threaded) runs agree to float32 rounding.
@@ -51,24 +45,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def tagger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(SEED)
-    model = LLoCaTransformer(**SMALL)
-    path = tmp_path_factory.mktemp("tagger") / "small.pt"
-    Tagger(model, model_name(model), MAX_CONSTITUENTS).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pfnano(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not PFNANO.exists():
-        pytest.skip("pfnano.root not available")
-    dest = tmp_path_factory.mktemp("data") / "pfnano.root"
-    shutil.copyfile(PFNANO, dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
 def client():
     # worker processes inherit sys.path: the example processor must be importable there
     if str(ROOT) not in sys.path:
@@ -79,15 +55,9 @@ def client():
             yield c
 
 
-def _events(source, mode: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return NanoEventsFactory.from_root(source, schemaclass=PFNanoAODSchema, mode=mode).events()
-
-
 @pytest.fixture(scope="module")
-def eager_events(pfnano: Path):
-    return _events({str(pfnano): "Events"}, "eager")
+def eager_events(pfnano: Path, nanoevents):
+    return nanoevents(pfnano, "eager")
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +100,8 @@ def _worker_loads(c) -> dict[str, int]:
 
 
 def test_local_cluster_scores_identical_and_model_loaded_once_per_worker(
-        client, tagger_file, pfnano, eager, eager_scores):
-    events = _events({str(pfnano): {"object_path": "Events", "steps": STEPS}}, "dask")
+        client, tagger_file, pfnano, eager, eager_scores, nanoevents):
+    events = nanoevents({str(pfnano): {"object_path": "Events", "steps": STEPS}}, "dask")
     assert events.npartitions == len(STEPS)
     lazy = JetTagger(tagger_file)(events)
     first = lazy.compute()  # the active Client runs it
