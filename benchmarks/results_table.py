@@ -39,6 +39,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "graphnet": ("LLoCaGraphNet", {"frames": "learned"}),
     "jet_mass": ("JetMassTagger", {}),
     "reference": ("ReferenceLLoCaTransformer", {"num_heads": 3, "blocks": 3}),
+    "reference_identity": ("ReferenceLLoCaTransformer",
+                           {"num_heads": 3, "blocks": 3, "frames": "identity"}),
 }
 #: Safety stop for the equal-epochs budget (minutes), recorded when it triggers.
 EPOCH_BUDGET_SAFETY_MINUTES = 25.0
@@ -57,7 +59,8 @@ def _register_reference() -> None:
 def _command(args: argparse.Namespace, name: str, config: dict[str, Any], budget: str,
              out: Path) -> str:
     if name == "ReferenceLLoCaTransformer":
-        return (f"python benchmarks/results_table.py --rows reference --budgets {budget} "
+        row = "reference" if config.get("frames", "learned") == "learned" else "reference_identity"
+        return (f"python benchmarks/results_table.py --rows {row} --budgets {budget} "
                 + _data_flags(args) + f" -o {args.output}")
     cmd = (f"python -m lloca_hep.training train {args.train} --val {args.val} "
            f"--max-jets {args.max_jets} --max-val-jets {args.max_val_jets} --model {name} "
