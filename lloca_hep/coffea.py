@@ -97,6 +97,26 @@ _TAGGER_LOADS = 0
 
 # ---------------------------------------------------------------------------- numba kernels
 @numba.njit(cache=True)
+def _set_cartesian(pt, eta, phi, mass, src, px, py, pz, energy, k):
+    """Element ``src`` of (pt, eta, phi, mass) -> element ``k`` of float64 (px, py, pz, E).
+
+    pT and mass in GeV, phi in rad; E^2 = |p|^2 + m|m| (vector's convention for negative
+    masses), and a negative E^2 gives E = 0, which the momentum check then reports.
+    """
+    p_t = np.float64(pt[src])
+    eta_ = np.float64(eta[src])
+    phi_ = np.float64(phi[src])
+    m = np.float64(mass[src])
+    x = p_t * np.cos(phi_)
+    y = p_t * np.sin(phi_)
+    z = p_t * np.sinh(eta_)
+    px[k] = x
+    py[k] = y
+    pz[k] = z
+    energy[k] = np.sqrt(max(x * x + y * y + z * z + m * abs(m), 0.0))
+
+
+@numba.njit(cache=True)
 def _count_links(jet_counts, link_counts, link_jet, link_cand, cand_counts, per_jet):
     """Fill ``per_jet`` (n_jets_total,) with the number of links of each jet.
 
@@ -137,18 +157,7 @@ def _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
         for _ in range(link_counts[event]):
             k = fill[jet_start + link_jet[link]]
             fill[jet_start + link_jet[link]] += 1
-            src = cand_start + link_cand[link]
-            p_t = np.float64(pt[src])
-            eta_ = np.float64(eta[src])
-            phi_ = np.float64(phi[src])
-            m = np.float64(mass[src])
-            x = p_t * np.cos(phi_)
-            y = p_t * np.sin(phi_)
-            z = p_t * np.sinh(eta_)
-            px[k] = x
-            py[k] = y
-            pz[k] = z
-            energy[k] = np.sqrt(max(x * x + y * y + z * z + m * abs(m), 0.0))
+            _set_cartesian(pt, eta, phi, mass, cand_start + link_cand[link], px, py, pz, energy, k)
             link += 1
         jet_start += jet_counts[event]
         cand_start += cand_counts[event]
@@ -158,17 +167,7 @@ def _fill_joined(jet_counts, link_counts, link_jet, link_cand, cand_counts,
 def _ptetaphim_to_cartesian(pt, eta, phi, mass, px, py, pz, energy):
     """(pt, eta, phi, mass) -> float64 (px, py, pz, E), element-wise; E^2 = |p|^2 + m|m|."""
     for i in range(pt.shape[0]):
-        p_t = np.float64(pt[i])
-        eta_ = np.float64(eta[i])
-        phi_ = np.float64(phi[i])
-        m = np.float64(mass[i])
-        x = p_t * np.cos(phi_)
-        y = p_t * np.sin(phi_)
-        z = p_t * np.sinh(eta_)
-        px[i] = x
-        py[i] = y
-        pz[i] = z
-        energy[i] = np.sqrt(max(x * x + y * y + z * z + m * abs(m), 0.0))
+        _set_cartesian(pt, eta, phi, mass, i, px, py, pz, energy, i)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -327,19 +326,12 @@ def _check_momenta(
     import warnings
 
     from lloca_hep.io import InvalidConstituentsWarning, InvalidMomentumError
-    from lloca_hep.io.readers import MOMENTUM_ABS_TOL, SPACELIKE_REL_TOL
+    from lloca_hep.io.readers import MOMENTUM_PROBLEMS, momentum_flags
     from lloca_hep.preprocessing import kernels
 
-    flags = np.empty(px.shape[0], dtype=np.uint8)
-    n_bad = int(kernels.check_momenta_kernel(px, py, pz, energy, SPACELIKE_REL_TOL,
-                                             MOMENTUM_ABS_TOL, flags))
+    flags, n_bad = momentum_flags(px, py, pz, energy)
     if n_bad == 0:
         return offsets, px, py, pz, energy
-    problems = {
-        kernels.FLAG_NONFINITE: "NaN or infinite momentum",
-        kernels.FLAG_NEGATIVE_ENERGY: "negative energy",
-        kernels.FLAG_SPACELIKE: "energy below |p| beyond rounding (E < |p|)",
-    }
     bad = flags != kernels.FLAG_OK
     counts = np.diff(offsets)
     jet_of = np.repeat(np.arange(counts.shape[0]), counts)
@@ -349,7 +341,7 @@ def _check_momenta(
         jet = int(jet_of[first])
         raise InvalidMomentumError(
             f"jet {jet} of the chunk (in input order), constituent {first - int(offsets[jet])}: "
-            f"{problems.get(int(flags[first]), 'invalid momentum')} (E={energy[first]!r}, "
+            f"{MOMENTUM_PROBLEMS.get(int(flags[first]), 'invalid momentum')} (E={energy[first]!r}, "
             f"px={px[first]!r}, py={py[first]!r}, pz={pz[first]!r}); {n_bad} constituents in "
             f"{n_jets_bad} jets are affected. Use JetTagger(..., on_invalid='drop') to drop them."
         )

@@ -36,6 +36,7 @@ score them NaN.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -516,11 +517,30 @@ def _polar_to_cartesian(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: 
     return px, py, pz, energy
 
 
-_PROBLEMS = {
+#: What each flag of :func:`momentum_flags` means, for error messages.
+MOMENTUM_PROBLEMS = {
     kernels.FLAG_NONFINITE: "NaN or infinite momentum",
     kernels.FLAG_NEGATIVE_ENERGY: "negative energy",
     kernels.FLAG_SPACELIKE: "energy below |p| beyond rounding (E < |p|)",
 }
+
+
+def momentum_flags(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The constituent checks of the readers on float64 ``(n,)`` components (GeV).
+
+    Returns ``(flags, n_bad)``: ``flags`` uint8 ``(n,)``, ``kernels.FLAG_OK`` or one of the keys
+    of :data:`MOMENTUM_PROBLEMS` (tolerances :data:`SPACELIKE_REL_TOL`,
+    :data:`MOMENTUM_ABS_TOL`), and the number of flagged constituents.
+    """
+    flags = np.empty(px.shape[0], dtype=np.uint8)
+    n_bad = int(
+        kernels.check_momenta_kernel(
+            px, py, pz, energy, SPACELIKE_REL_TOL, MOMENTUM_ABS_TOL, flags
+        )
+    )
+    return flags, n_bad
 
 
 def _validate(
@@ -533,18 +553,15 @@ def _validate(
     jet_index: np.ndarray | None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     px, py, pz, energy = cols
-    flags = np.empty(px.shape[0], dtype=np.uint8)
-    n_bad = kernels.check_momenta_kernel(
-        px, py, pz, energy, SPACELIKE_REL_TOL, MOMENTUM_ABS_TOL, flags
-    )
+    flags, n_bad = momentum_flags(px, py, pz, energy)
     if n_bad == 0:
         return cols, counts
     jet_of = np.repeat(np.arange(counts.shape[0]), counts)
     bad = flags != kernels.FLAG_OK
     bad_jets = np.unique(jet_of[bad])
     by_kind = {
-        _PROBLEMS[k]: int(np.count_nonzero(flags == k))
-        for k in _PROBLEMS
+        MOMENTUM_PROBLEMS[k]: int(np.count_nonzero(flags == k))
+        for k in MOMENTUM_PROBLEMS
         if np.any(flags == k)
     }
     summary = ", ".join(f"{n} with {p}" for p, n in by_kind.items())
@@ -560,7 +577,7 @@ def _validate(
             jet_desc += f" (jet {j} of the chunk)"
         raise InvalidMomentumError(
             f"{where} (branches {', '.join(branches)}): {jet_desc}, constituent {k}: "
-            f"{_PROBLEMS[int(flags[first])]} (E={energy[first]!r}, px={px[first]!r}, "
+            f"{MOMENTUM_PROBLEMS[int(flags[first])]} (E={energy[first]!r}, px={px[first]!r}, "
             f"py={py[first]!r}, pz={pz[first]!r}). In total {n_bad} constituents in "
             f"{bad_jets.size} jets are affected ({summary}). Pass on_invalid='drop' to drop "
             "them with a counted warning."
@@ -717,6 +734,42 @@ def _entry_range(num_entries: int, entry_start: int | None, entry_stop: int | No
     return start, stop
 
 
+@dataclass(frozen=True)
+class _OpenTree:
+    """A tree opened and planned for reading: ``entry_start:entry_stop`` of ``num_entries``."""
+
+    path: str
+    tobj: Any
+    tree_name: str
+    plan: _Plan
+    num_entries: int
+    entry_start: int
+    entry_stop: int
+
+
+@contextlib.contextmanager
+def _open_planned(
+    spelled: str,
+    tree: str | None,
+    layout: str,
+    collection: str,
+    branches: Mapping[str, str] | None,
+    jet_fields: Sequence[str] | str | None,
+    pf_collection: str,
+    entry_start: int | None,
+    entry_stop: int | None,
+) -> Iterator[_OpenTree]:
+    """Open ``spelled`` (``file.root`` or ``file.root:tree``), select its tree, plan the branches
+    to read and clip the entry range; the file stays open inside the ``with`` block."""
+    path, tree = _split_object_path(spelled, tree)
+    with _open(path) as fobj:
+        tobj, tree_name = _select_tree(fobj, path, tree, collection)
+        plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection)
+        num_entries = int(tobj.num_entries)
+        start, stop = _entry_range(num_entries, entry_start, entry_stop)
+        yield _OpenTree(path, tobj, tree_name, plan, num_entries, start, stop)
+
+
 def read_jets(
     path: str | os.PathLike,
     *,
@@ -756,13 +809,14 @@ def read_jets(
     GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
     """
     _check_on_invalid(on_invalid)
-    path, tree = _split_object_path(os.fspath(path), tree)
-    with _open(path) as fobj:
-        tobj, tree_name = _select_tree(fobj, path, tree, collection)
-        plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection)
-        start, stop = _entry_range(int(tobj.num_entries), entry_start, entry_stop)
-        arrays = _read_arrays(tobj, plan, path, tree_name, start, stop)
-        return _build_jets(arrays, plan, path, tree_name, start, stop, on_invalid)
+    with _open_planned(
+        os.fspath(path), tree, layout, collection, branches, jet_fields, pf_collection,
+        entry_start, entry_stop,
+    ) as t:
+        arrays = _read_arrays(t.tobj, t.plan, t.path, t.tree_name, t.entry_start, t.entry_stop)
+        return _build_jets(
+            arrays, t.plan, t.path, t.tree_name, t.entry_start, t.entry_stop, on_invalid
+        )
 
 
 def _expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -813,30 +867,30 @@ def iterate_jets(
         bar = tqdm(total=len(files), unit="file", desc="reading jets")
     try:
         for spelled in files:
-            path, file_tree = _split_object_path(spelled, tree)
-            with _open(path) as fobj:
-                tobj, tree_name = _select_tree(fobj, path, file_tree, collection)
-                plan = _plan(
-                    tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection
-                )
-                num_entries = int(tobj.num_entries)
-                start, stop = _entry_range(num_entries, entry_start, entry_stop)
+            with _open_planned(
+                spelled, tree, layout, collection, branches, jet_fields, pf_collection,
+                entry_start, entry_stop,
+            ) as t:
                 if isinstance(step_size, str):
                     try:
-                        step = int(tobj.num_entries_for(step_size, filter_name=plan.names()))
+                        step = int(t.tobj.num_entries_for(step_size, filter_name=t.plan.names()))
                     except Exception as err:
                         raise CorruptFileError(
-                            f"cannot size chunks of {path}:{tree_name}: {type(err).__name__}: {err}"
+                            f"cannot size chunks of {t.path}:{t.tree_name}: "
+                            f"{type(err).__name__}: {err}"
                         ) from err
                 else:
                     step = int(step_size)
                 if step < 1:
                     step = 1
-                for lo in range(start, stop, step):
-                    hi = min(lo + step, stop)
-                    arrays = _read_arrays(tobj, plan, path, tree_name, lo, hi)
-                    jets = _build_jets(arrays, plan, path, tree_name, lo, hi, on_invalid)
-                    yield JetChunk(jets, os.path.abspath(path), lo, hi, tree_name, plan.layout, num_entries)
+                for lo in range(t.entry_start, t.entry_stop, step):
+                    hi = min(lo + step, t.entry_stop)
+                    arrays = _read_arrays(t.tobj, t.plan, t.path, t.tree_name, lo, hi)
+                    jets = _build_jets(arrays, t.plan, t.path, t.tree_name, lo, hi, on_invalid)
+                    yield JetChunk(
+                        jets, os.path.abspath(t.path), lo, hi, t.tree_name, t.plan.layout,
+                        t.num_entries,
+                    )
             if bar is not None:
                 bar.update(1)
     finally:
