@@ -38,6 +38,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "global": ("LLoCaTransformer", {**TRANSFORMER, "frames": "global"}),
     "graphnet": ("LLoCaGraphNet", {"frames": "learned"}),
     "jet_mass": ("JetMassTagger", {}),
+    "plain": ("plain_transformer", dict(TRANSFORMER)),
     "reference": ("ReferenceLLoCaTransformer", {"num_heads": 3, "blocks": 3}),
     "reference_identity": ("ReferenceLLoCaTransformer",
                            {"num_heads": 3, "blocks": 3, "frames": "identity"}),

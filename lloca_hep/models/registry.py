@@ -8,6 +8,7 @@ from torch import nn
 
 from .baselines import JetMassTagger
 from .graphnet import LLoCaGraphNet
+from .plain import PlainJetTransformer
 from .transformer import LLoCaTransformer
 
 __all__ = ["MODELS", "build_model", "model_name"]
@@ -17,6 +18,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "LLoCaTransformer": LLoCaTransformer,
     "LLoCaGraphNet": LLoCaGraphNet,
     "JetMassTagger": JetMassTagger,
+    "plain_transformer": PlainJetTransformer,
 }
 
 
