@@ -107,9 +107,21 @@ class LLoCaAttention(nn.Module):
         r = t[..., self.ns + 4 * self.nv :].unflatten(-1, (self.n2, 4, 4))
         return s, v, r
 
-    def _transform(self, t: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-        """Transform ``t (..., M, head_dim)`` with matrices ``L (..., 4, 4)``."""
+    def _transform(self, t: torch.Tensor, L: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        """Transform ``t (..., M, head_dim)`` with matrices ``L (..., 4, 4)``.
+
+        With ``inplace`` the tensor channels of ``t`` are overwritten (no copy of the scalars);
+        only for tensors that autograd does not need, such as a fresh linear-layer output.
+        """
         s, v, r = self._split(t)
+        if inplace:
+            if self.nv:
+                lead = v.shape[:-3]
+                vv = torch.matmul(v.reshape(*lead, -1, 4), L.transpose(-1, -2))
+                v.copy_(vv.view_as(v))
+            if self.n2:
+                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", L, r, L))
+            return t
         parts = [s]
         if self.nv:
             lead = v.shape[:-3]
@@ -134,7 +146,7 @@ class LLoCaAttention(nn.Module):
             frames = prepare_attention_frames(frames, x.dtype)
         qkv = self.qkv(x).view(B, N, 3, H, D)
         if frames is not None and not self.reps.is_scalar_only:
-            qkv = self._transform(qkv, frames.qkv)  # keys lowered by the g in frames.qkv
+            qkv = self._transform(qkv, frames.qkv, inplace=True)  # keys lowered by g in frames.qkv
             k = qkv[:, :, 1].transpose(1, 2)
         else:
             k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
