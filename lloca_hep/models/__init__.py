@@ -7,6 +7,7 @@ JSON-serialisable ``.config`` and is registered in :data:`MODELS`, so
 
 from .baselines import JetMassTagger
 from .graphnet import LLoCaGraphNet
+from .plain import PlainJetTransformer
 from .registry import MODELS, build_model, model_name
 from .transformer import LLoCaTransformer
 
@@ -15,6 +16,7 @@ __all__ = [
     "JetMassTagger",
     "LLoCaGraphNet",
     "LLoCaTransformer",
+    "PlainJetTransformer",
     "build_model",
     "model_name",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -26,7 +27,15 @@ def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
     """Construct ``MODELS[name](**config)``; unknown names raise ``KeyError`` listing the choices."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
-    return MODELS[name](**(config or {}))
+    cls = MODELS[name]
+    try:
+        return cls(**(config or {}))
+    except TypeError as err:  # an option the model does not take, e.g. frames= for a baseline
+        params = [p for p in inspect.signature(cls).parameters if p != "self"]
+        raise ValueError(
+            f"model {name!r} does not accept the configuration {config!r} ({err}); "
+            f"its options are: {params}"
+        ) from err
 
 
 def model_name(model: nn.Module) -> str:
