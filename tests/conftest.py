@@ -1,8 +1,9 @@
-"""Fixtures shared by the coffea and dask tests (test_coffea*.py, test_dask*.py).
+"""Fixtures shared by the io, coffea and dask tests.
 
 - ``pfnano_source``: the shared PFNano test file (10 events), read-only; the test is skipped
   when it is absent.
-- ``pfnano``: a private copy of it per test module (tests never write next to the shared file).
+- ``pfnano``: a private copy of it per test module (tests never write next to the shared file);
+  ``pfnano_copy``: one per test.
 - ``tagger_file``: a small random :class:`~lloca_hep.models.LLoCaTransformer` tagger saved as a
   ``.pt`` file per test module, seeded with the module's ``TAGGER_SEED`` (the tests check
   plumbing, not physics).
@@ -44,6 +45,14 @@ def pfnano_source() -> Path:
 @pytest.fixture(scope="module")
 def pfnano(pfnano_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("data") / "pfnano.root"
+    shutil.copyfile(pfnano_source, dest)
+    return dest
+
+
+@pytest.fixture
+def pfnano_copy(pfnano_source: Path, tmp_path: Path) -> Path:
+    """A private copy of the PFNano file for one test (outputs may be written beside it)."""
+    dest = tmp_path / "pfnano.root"
     shutil.copyfile(pfnano_source, dest)
     return dest
 

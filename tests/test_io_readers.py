@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import awkward as ak
@@ -24,10 +23,6 @@ from lloca_hep.io import (
     read_jets,
 )
 from lloca_hep.preprocessing import EmptyJetsWarning, pad_jets
-
-PFNANO = Path(__file__).resolve().parents[2] / "shared" / "data" / "pfnano.root"
-if not PFNANO.exists():  # CI checkouts keep the data next to the repository or not at all
-    PFNANO = Path("/work/shared/data/pfnano.root")
 
 
 def make_jetclass(n_jets: int = 500, seed: int = 0, empty=(), nan_at=None, energy_shift=None):
@@ -234,20 +229,11 @@ def test_mapping_cartesian_custom_names(tmp_path):
 
 
 # --------------------------------------------------------------------------- PFNano
-@pytest.fixture
-def pfnano(tmp_path):
-    if not PFNANO.exists():
-        pytest.skip("PFNano sample not available")
-    dst = tmp_path / "pfnano.root"
-    shutil.copy(PFNANO, dst)
-    return dst
-
-
-def test_pfnano_fatjets(pfnano):
-    jets = read_jets(pfnano)
+def test_pfnano_fatjets(pfnano_copy):
+    jets = read_jets(pfnano_copy)
     assert jets.attrs["lloca_source"]["layout"] == "nanoaod"
     assert jets.attrs["lloca_source"]["tree"] == "Events"
-    events = uproot.open(pfnano)["Events"].arrays(
+    events = uproot.open(pfnano_copy)["Events"].arrays(
         ["nFatJet", "FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJetPFCands_jetIdx"]
     )
     n_fat = ak.to_numpy(events.nFatJet)
@@ -271,18 +257,18 @@ def test_pfnano_fatjets(pfnano):
     assert ak.all(c.E >= c.p * (1 - 1e-6))
 
 
-def test_pfnano_ak4_jets_match_nconstituents(pfnano):
-    jets = read_jets(pfnano, collection="Jet")
+def test_pfnano_ak4_jets_match_nconstituents(pfnano_copy):
+    jets = read_jets(pfnano_copy, collection="Jet")
     assert len(jets) == 64
     assert ak.num(jets.constituents).tolist() == ak.to_list(jets.jet_nConstituents)
-    every = read_jets(pfnano, collection="Jet", jet_fields="all")
+    every = read_jets(pfnano_copy, collection="Jet", jet_fields="all")
     assert "jet_btagDeepFlavB" in ak.fields(every) and len(ak.fields(every)) > 100
 
 
 @pytest.mark.parametrize("step", [1, 3, 10])
-def test_pfnano_iterate_events(pfnano, step):
-    whole = read_jets(pfnano)
-    chunks = list(iterate_jets(pfnano, step_size=step))
+def test_pfnano_iterate_events(pfnano_copy, step):
+    whole = read_jets(pfnano_copy)
+    chunks = list(iterate_jets(pfnano_copy, step_size=step))
     assert [(c.entry_start, c.entry_stop) for c in chunks][-1][1] == 10
     joined = ak.concatenate([c.jets for c in chunks])
     assert ak.to_list(joined.entry) == ak.to_list(whole.entry)

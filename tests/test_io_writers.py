@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import awkward as ak
@@ -21,10 +20,6 @@ from lloca_hep.io import (
     read_jets,
     write_scores,
 )
-
-PFNANO = Path(__file__).resolve().parents[2] / "shared" / "data" / "pfnano.root"
-if not PFNANO.exists():
-    PFNANO = Path("/work/shared/data/pfnano.root")
 
 
 def write_jets(path: Path, n_jets: int, seed: int = 0) -> Path:
@@ -93,28 +88,19 @@ def test_rntuple_output(tmp_path):
     np.testing.assert_array_equal(ak.to_numpy(obj.arrays()["score"]), fake_scores(read_jets(src)))
 
 
-@pytest.fixture
-def pfnano(tmp_path):
-    if not PFNANO.exists():
-        pytest.skip("PFNano sample not available")
-    dst = tmp_path / "pfnano.root"
-    shutil.copy(PFNANO, dst)
-    return dst
-
-
 @pytest.mark.parametrize("step", [1, 4, 10])
-def test_event_layout_keeps_event_and_jet_structure(pfnano, step):
-    out = friend_path(pfnano)
+def test_event_layout_keeps_event_and_jet_structure(pfnano_copy, step):
+    out = friend_path(pfnano_copy)
     assert out.endswith("pfnano_scores.root")
-    with FriendTreeWriter(out, inputs=[pfnano]) as writer:
-        for chunk in iterate_jets(pfnano, step_size=step):
+    with FriendTreeWriter(out, inputs=[pfnano_copy]) as writer:
+        for chunk in iterate_jets(pfnano_copy, step_size=step):
             writer.extend(fake_scores(chunk.jets), chunk)
     tree = uproot.open(out)["scores"]
     assert tree.num_entries == 10
-    n_fat = uproot.open(pfnano)["Events"]["nFatJet"].array(library="np")
+    n_fat = uproot.open(pfnano_copy)["Events"]["nFatJet"].array(library="np")
     scores = tree["score"].array()
     assert ak.num(scores).tolist() == n_fat.tolist()
-    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(scores)), fake_scores(read_jets(pfnano)))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(scores)), fake_scores(read_jets(pfnano_copy)))
     assert ak.to_list(tree["score_jet_index"].array()) == [list(range(k)) for k in n_fat]
 
 
