@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DEMO_DIR = "lloca-hep-demo"
 SAMPLE_NAME = "sample.root"
 SCORED_NAME = "sample_scores.root"
+LABEL_BRANCH = "is_signal"
 
 
 def sample_path() -> Path:
@@ -37,17 +38,26 @@ def run_demo(
     written. Returns the evaluation numbers plus ``files``: paths of the scored ROOT file
     (``scored``), the ROC curve (``roc``), the score histograms (``scores``) and ``metrics``.
     """
+    import awkward as ak
+    import uproot
+
+    from lloca_hep.io import read_jets
     from lloca_hep.tagger import load_tagger
-    from lloca_hep.training.evaluate import evaluate
-    from lloca_hep.training.tag import tag_file
+    from lloca_hep.training.evaluate import report
+    from lloca_hep.training.tag import SCORE_BRANCH, SCORES_TREE, tag_file
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sample = sample_path()
     tagger = load_tagger(model)
     tagged = tag_file(sample, out / SCORED_NAME, tagger, overwrite=True, progress=progress)
-    result = evaluate(tagger, sample, output_dir=out, progress=progress, label="lloca-hep tagger")
+    # the numbers come from the friend tree just written: the sample is scored once
+    with uproot.open(tagged["output"]) as scored:
+        scores = scored[SCORES_TREE][SCORE_BRANCH].array(library="np")
+    labels = ak.to_numpy(read_jets(sample, jet_fields=[LABEL_BRANCH])[LABEL_BRANCH])
+    result = report(labels, scores, output_dir=out, label="lloca-hep tagger",
+                    extra={"model": tagger.model_name, "inputs": [str(sample)],
+                           "tag_jets_per_second": tagged["jets_per_second"]})
     result["files"] = {"scored": str(Path(tagged["output"]).resolve()),
                        **{k: str(Path(v).resolve()) for k, v in result["files"].items()}}
-    result["tag_jets_per_second"] = tagged["jets_per_second"]
     return result

@@ -92,24 +92,45 @@ def evaluate(
     labels, scores, seconds = score_labelled(tagger, files, label_branch=label_branch,
                                              step_size=step_size, max_jets=max_jets,
                                              progress=progress)
+    extra = {
+        "jets_per_second": float(labels.size / seconds) if seconds > 0 else None,
+        "model": tagger.model_name,
+        "inputs": [os.fspath(f) for f in _as_paths(files)],
+    }
+    return report(labels, scores, output_dir=output_dir, label=label or tagger.model_name,
+                  extra=extra)
+
+
+def report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    label: str = "tagger",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The numbers of :func:`metrics.summarize` for ``labels (n,)`` and ``scores (n,)``.
+
+    Jets with a NaN score (no constituents) are left out and counted in ``n_empty``. With
+    ``output_dir`` also writes ``metrics.json``, ``roc.png`` and ``scores.png`` there (``label``
+    names the curve) and lists their paths under ``"files"``. ``extra`` entries are added to the
+    result (and to ``metrics.json``).
+    """
     valid = np.isfinite(scores)
     n_empty = int((~valid).sum())
     if n_empty:
         log.warning("%d jets without constituents have no score and are left out", n_empty)
     result: dict[str, Any] = metrics.summarize(labels[valid], scores[valid])
     result["n_empty"] = n_empty
-    result["jets_per_second"] = float(labels.size / seconds) if seconds > 0 else None
-    result["model"] = tagger.model_name
+    result.update(extra or {})
     result["files"] = {}
-    result["inputs"] = [os.fspath(f) for f in _as_paths(files)]
     if output_dir is not None:
         from .plots import plot_roc, plot_score_histograms
 
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         eps_b, eps_s, _ = metrics.roc_curve(labels[valid], scores[valid])
-        roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label or tagger.model_name,
-                       auc=result["auc"])
+        roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label, auc=result["auc"])
         hists = plot_score_histograms(labels[valid], scores[valid], out / SCORES_NAME)
         result["files"] = {"roc": str(roc), "scores": str(hists), "metrics": str(out / METRICS_NAME)}
         (out / METRICS_NAME).write_text(json.dumps(_finite(result), indent=1, sort_keys=True))
