@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention
 
+from .kernels import can_use_kernels, transform_vectors_
 from .lorentz import METRIC_DIAG, inverse
 from .reps import TensorReps
 
@@ -107,13 +108,22 @@ class LLoCaAttention(nn.Module):
         r = t[..., self.ns + 4 * self.nv :].unflatten(-1, (self.n2, 4, 4))
         return s, v, r
 
-    def _transform(self, t: torch.Tensor, L: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    def _transform(
+        self, t: torch.Tensor, L: torch.Tensor, *, inplace: bool = False, fast: bool = False
+    ) -> torch.Tensor:
         """Transform ``t (..., M, head_dim)`` with matrices ``L (..., 4, 4)``.
 
         With ``inplace`` the tensor channels of ``t`` are overwritten (no copy of the scalars);
         only for tensors that autograd does not need, such as a fresh linear-layer output.
+        With ``fast`` (implies ``inplace``; ``t (B, N, S, H, D)`` and ``L (B, N, S, 4, 4)``,
+        see :func:`lloca_hep.core.kernels.can_use_kernels`) the vectors go through the numba kernel.
         """
         s, v, r = self._split(t)
+        if fast:
+            transform_vectors_(t, L, self.ns, self.nv)
+            if self.n2:
+                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", L, r, L))
+            return t
         if inplace:
             if self.nv:
                 lead = v.shape[:-3]
@@ -145,8 +155,11 @@ class LLoCaAttention(nn.Module):
         if isinstance(frames, torch.Tensor):
             frames = prepare_attention_frames(frames, x.dtype)
         qkv = self.qkv(x).view(B, N, 3, H, D)
-        if frames is not None and not self.reps.is_scalar_only:
-            qkv = self._transform(qkv, frames.qkv, inplace=True)  # keys lowered by g in frames.qkv
+        tensorial = frames is not None and not self.reps.is_scalar_only
+        fast = frames is not None and tensorial and can_use_kernels(qkv, frames.qkv)
+        if frames is not None and tensorial:
+            # keys lowered by g in frames.qkv
+            qkv = self._transform(qkv, frames.qkv, inplace=True, fast=fast)
             k = qkv[:, :, 1].transpose(1, 2)
         else:
             k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
@@ -154,6 +167,8 @@ class LLoCaAttention(nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)
         o = scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask(mask))
         o = o.transpose(1, 2)  # (B, N, H, D)
-        if frames is not None and not self.reps.is_scalar_only:
+        if frames is not None and fast:  # in place: o is a fresh output autograd does not need
+            self._transform(o[:, :, None], frames.out[:, :, None], fast=True)
+        elif frames is not None and tensorial:
             o = self._transform(o, frames.out)
         return self.out(o.reshape(B, N, H * D))
