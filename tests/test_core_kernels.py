@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lloca_hep.core.attention import LLoCaAttention, prepare_attention_frames
-from lloca_hep.core.kernels import can_use_kernels, transform_vectors_
+from lloca_hep.core.kernels import can_use_kernels, relative_frames_numba, transform_vectors_
 from lloca_hep.core.lorentz import random_lorentz
 
 
@@ -59,3 +59,44 @@ def test_attention_fast_path_equals_autograd_path(reps):
     with torch.inference_mode():
         fast = att(x, frames, mask)
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)
+
+
+def _degenerate_vectors(n: int = 600) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    v0 = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+    v0[:, 0] = v0[:, 1:].norm(dim=-1) * 2 * torch.rand(n, generator=gen, dtype=torch.float64)
+    v1 = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+    v2 = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+    v0[:10] = 0.0  # fully padded rows
+    v0[10:20] = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # light-like
+    v1[10:20] = v0[10:20]  # ... and v1 along it
+    v1[20:40] = 0.0  # no first axis
+    v2[30:50] = 3.0 * v1[30:50]  # parallel
+    v2[50:60] = 0.0
+    v1[60:70] = v0[60:70]  # v1 at rest after the boost
+    return v0, v1, v2
+
+
+def test_polar_frames_kernel_matches_torch_including_degenerate_input():
+    from lloca_hep.core.frames import polar_frames
+    from lloca_hep.core.lorentz import lorentz_violation
+
+    v0, v1, v2 = _degenerate_vectors()
+    with torch.no_grad():
+        fast = polar_frames(v0, v1, v2)  # numba
+    slow = polar_frames(v0.requires_grad_(), v1, v2).detach()  # torch (autograd)
+    v0.requires_grad_(False)
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-10)
+    assert lorentz_violation(fast).max() < 1e-9
+    with torch.no_grad():
+        assert torch.equal(polar_frames(v0, v1, v2), fast)  # deterministic
+
+
+def test_relative_frames_kernel_matches_matmul():
+    from lloca_hep.core.lorentz import inverse
+
+    frames = random_lorentz(24, max_rapidity=3.0, seed=4).view(2, 12, 4, 4)
+    ref = random_lorentz(2, max_rapidity=3.0, seed=5)
+    expected = frames @ inverse(ref)[:, None]
+    torch.testing.assert_close(relative_frames_numba(frames, ref), expected, rtol=1e-12, atol=1e-9)

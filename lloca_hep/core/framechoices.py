@@ -31,6 +31,7 @@ from torch import nn
 
 from .frames import beam_rotation_frames, polar_frames, rotation_frames
 from .framesnet import FramesNet
+from .kernels import can_use_kernels, relative_frames_numba
 from .lorentz import inverse, minkowski, random_lorentz
 from .restframe import MIN_JET_SCALE_GEV, jet_momentum, to_jet_rest_frame
 from .symmetry_breaking import SymmetryBreaking, non_invariant_scalars, reference_vectors
@@ -181,5 +182,8 @@ class FrameChoice(nn.Module):
         else:
             ref = beam_rotation_frames(vmean[:, 1])
             frames = beam_rotation_frames(v[:, :, 1])
-        relative = frames @ inverse(ref)[:, None]
+        if can_use_kernels(frames, ref):
+            relative = relative_frames_numba(frames, ref)
+        else:
+            relative = frames @ inverse(ref)[:, None]
         return LocalFrames(p, jet, frames, relative, log_mass, ref, to_ref, scale)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from .kernels import can_use_kernels, polar_frames_numba
 from .lorentz import minkowski, rest_boost, rotation_from_axes
 
 __all__ = [
@@ -128,8 +129,20 @@ def polar_frames(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.
 
     Inputs are cast to float64. ``v0`` is regularised with :func:`regularise_timelike`; ``v1`` and
     ``v2`` may be any four-vectors (their boosted spatial directions fix the rotation).
+    Without autograd on the CPU the same arithmetic runs as one numba pass
+    (:func:`lloca_hep.core.kernels.polar_frames_numba`).
     """
     v0, v1, v2 = (v.to(torch.float64) for v in (v0, v1, v2))
+    if can_use_kernels(v0, v1, v2):
+        return polar_frames_numba(
+            v0,
+            v1,
+            v2,
+            timelike_tol=TIMELIKE_TOL,
+            time_shift=DEGENERATE_TIME_SHIFT,
+            floor=ABSOLUTE_FLOOR,
+            spatial_tol=DEGENERATE_SPATIAL_TOL,
+        )
     boost = rest_boost(regularise_timelike(v0))
     b12 = boost @ torch.stack([v1, v2], dim=-1)  # (..., 4, 2): B v1, B v2 as columns
     scale = b12.abs().amax(-2)
