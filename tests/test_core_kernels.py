@@ -16,9 +16,9 @@ def test_kernel_matches_matmul_on_strided_views(dtype):
     B, N, H, D = 3, 7, 2, 13  # 1 scalar, 3 vectors per head
     base = torch.randn(B, H, N, D, generator=gen, dtype=dtype)
     t = base.transpose(1, 2)[:, :, None]  # (B, N, 1, H, D), not contiguous
-    L = random_lorentz(B * N, max_rapidity=2.0, seed=1).to(dtype).view(B, N, 1, 4, 4)
+    L = random_lorentz(B * N, max_rapidity=2.0, seed=1).to(dtype).view(B, N, 4, 4)
     vec = t[..., 1:].unflatten(-1, (3, 4))
-    expected = torch.einsum("bnsij,bnshmj->bnshmi", L, vec)
+    expected = torch.einsum("bnij,bnshmj->bnshmi", L, vec)
     scalars = t[..., :1].clone()
     out = transform_vectors_(t, L, start=1, num_vectors=3)
     assert out is t
@@ -30,9 +30,21 @@ def test_kernel_matches_matmul_on_strided_views(dtype):
 def test_kernel_rejects_bad_shapes():
     t = torch.zeros(2, 3, 1, 2, 8)
     with pytest.raises(ValueError, match="frames"):
-        transform_vectors_(t, torch.zeros(2, 3, 4, 4), 0, 2)
+        transform_vectors_(t, torch.zeros(2, 3, 1, 4, 4), 0, 2)
     with pytest.raises(ValueError, match="outside"):
-        transform_vectors_(t, torch.zeros(2, 3, 1, 4, 4), 4, 2)
+        transform_vectors_(t, torch.zeros(2, 3, 4, 4), 4, 2)
+    with pytest.raises(ValueError, match="row_signs"):
+        transform_vectors_(t, torch.zeros(2, 3, 4, 4), 0, 2, torch.ones(3, 4))
+
+
+def test_kernel_row_signs_lower_the_index():
+    t = torch.randn(2, 3, 2, 1, 4, dtype=torch.float64)
+    L = random_lorentz(6, max_rapidity=1.0, seed=2).view(2, 3, 4, 4)
+    g = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
+    expected = torch.einsum("bnij,bnshj->bnshi", L, t)
+    expected[:, :, 1] *= g
+    signs = torch.stack([torch.ones(4, dtype=torch.float64), g])
+    torch.testing.assert_close(transform_vectors_(t, L, 0, 1, signs), expected)
 
 
 def test_can_use_kernels_only_without_autograd_on_cpu():

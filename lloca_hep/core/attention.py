@@ -18,7 +18,7 @@ tensors (16 each); the multiplicities come from the spec.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -36,26 +36,35 @@ class AttentionFrames:
     """Per-particle matrices for the O(N) attention, prepared once per forward pass.
 
     Attributes:
-        qkv: ``(B, N, 3, 4, 4)``: ``T^{-1}`` for queries, ``g T^{-1}`` for keys (indices lowered),
-            ``T^{-1}`` for values.
+        inv: ``(B, N, 4, 4)``: ``T^{-1}``, moving queries and values (and, with the metric,
+            keys) into the common frame.
         out: ``(B, N, 4, 4)``: ``T`` mapping attention outputs back to the local frames.
     """
 
-    qkv: torch.Tensor
+    inv: torch.Tensor
     out: torch.Tensor
+    _qkv: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def qkv(self) -> torch.Tensor:
+        """``(B, N, 3, 4, 4)``: ``T^{-1}`` for queries, ``g T^{-1}`` for keys (indices lowered),
+        ``T^{-1}`` for values; built on first use (the torch path)."""
+        if self._qkv is None:
+            g = torch.tensor(METRIC_DIAG, dtype=self.inv.dtype, device=self.inv.device)
+            self._qkv = torch.stack([self.inv, g[:, None] * self.inv, self.inv], dim=2)
+        return self._qkv
 
 
 def prepare_attention_frames(
     relative: torch.Tensor | None, dtype: torch.dtype
 ) -> AttentionFrames | None:
     """Build :class:`AttentionFrames` from relative frames ``T (B, N, 4, 4)`` (float64 in), cast
-    to the network ``dtype``; ``None`` stays ``None`` (identity frames)."""
+    to the network ``dtype``; ``None`` stays ``None`` (identity frames). The inverse
+    ``g T^T g`` is exact in any precision, so it is taken after the cast."""
     if relative is None:
         return None
-    inv = inverse(relative)
-    g = torch.tensor(METRIC_DIAG, dtype=inv.dtype, device=inv.device)
-    qkv = torch.stack([inv, g[:, None] * inv, inv], dim=2)
-    return AttentionFrames(qkv=qkv.to(dtype), out=relative.to(dtype))
+    out = relative.to(dtype)
+    return AttentionFrames(inv=inverse(out), out=out)
 
 
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -82,6 +91,9 @@ class LLoCaAttention(nn.Module):
     Minkowski products in the vector channels), ``mask (B, N)`` bool. Returns ``(B, N, dim)``.
     """
 
+    key_signs: torch.Tensor
+    qkv_row_signs: torch.Tensor
+
     def __init__(self, dim: int, heads: int = 4, head_reps: str = "8x0n+2x1n"):
         super().__init__()
         self.reps = TensorReps(head_reps)
@@ -101,6 +113,10 @@ class LLoCaAttention(nn.Module):
             ]
         )
         self.register_buffer("key_signs", signs, persistent=False)
+        # row signs of T^{-1} for the numba path: queries, keys (lowered with g), values
+        self.register_buffer(
+            "qkv_row_signs", torch.stack([torch.ones(4), g, torch.ones(4)]), persistent=False
+        )
 
     def _split(self, t: torch.Tensor):
         s = t[..., : self.ns]
@@ -109,20 +125,28 @@ class LLoCaAttention(nn.Module):
         return s, v, r
 
     def _transform(
-        self, t: torch.Tensor, L: torch.Tensor, *, inplace: bool = False, fast: bool = False
+        self,
+        t: torch.Tensor,
+        L: torch.Tensor,
+        *,
+        inplace: bool = False,
+        fast: bool = False,
+        row_signs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Transform ``t (..., M, head_dim)`` with matrices ``L (..., 4, 4)``.
 
         With ``inplace`` the tensor channels of ``t`` are overwritten (no copy of the scalars);
         only for tensors that autograd does not need, such as a fresh linear-layer output.
-        With ``fast`` (implies ``inplace``; ``t (B, N, S, H, D)`` and ``L (B, N, S, 4, 4)``,
-        see :func:`lloca_hep.core.kernels.can_use_kernels`) the vectors go through the numba kernel.
+        With ``fast`` (implies ``inplace``; ``t (B, N, S, H, D)``, ``L (B, N, 4, 4)`` shared by
+        the ``S`` slots with ``row_signs (S, 4)``, see :mod:`lloca_hep.core.kernels`) the vectors
+        go through the numba kernel.
         """
         s, v, r = self._split(t)
         if fast:
-            transform_vectors_(t, L, self.ns, self.nv)
+            transform_vectors_(t, L, self.ns, self.nv, row_signs)
             if self.n2:
-                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", L, r, L))
+                Ls = L[:, :, None] if row_signs is None else row_signs[:, :, None] * L[:, :, None]
+                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", Ls, r, Ls))
             return t
         if inplace:
             if self.nv:
@@ -156,10 +180,12 @@ class LLoCaAttention(nn.Module):
             frames = prepare_attention_frames(frames, x.dtype)
         qkv = self.qkv(x).view(B, N, 3, H, D)
         tensorial = frames is not None and not self.reps.is_scalar_only
-        fast = frames is not None and tensorial and can_use_kernels(qkv, frames.qkv)
-        if frames is not None and tensorial:
-            # keys lowered by g in frames.qkv
-            qkv = self._transform(qkv, frames.qkv, inplace=True, fast=fast)
+        fast = frames is not None and tensorial and can_use_kernels(qkv, frames.inv)
+        if frames is not None and fast:  # keys lowered by g through the row signs
+            self._transform(qkv, frames.inv, fast=True, row_signs=self.qkv_row_signs)
+            k = qkv[:, :, 1].transpose(1, 2)
+        elif frames is not None and tensorial:  # keys lowered by g in frames.qkv
+            qkv = self._transform(qkv, frames.qkv, inplace=True)
             k = qkv[:, :, 1].transpose(1, 2)
         else:
             k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
@@ -168,7 +194,7 @@ class LLoCaAttention(nn.Module):
         o = scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask(mask))
         o = o.transpose(1, 2)  # (B, N, H, D)
         if frames is not None and fast:  # in place: o is a fresh output autograd does not need
-            self._transform(o[:, :, None], frames.out[:, :, None], fast=True)
+            self._transform(o[:, :, None], frames.out, fast=True)
         elif frames is not None and tensorial:
             o = self._transform(o, frames.out)
         return self.out(o.reshape(B, N, H * D))

@@ -50,20 +50,22 @@ def can_use_kernels(*tensors: torch.Tensor) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _transform_vectors_kernel(t, frames, start, num_vectors):  # pragma: no cover - numba
-    """In place: ``t[b, n, s, h, start + 4m : start + 4m + 4] <- frames[b, n, s] @ (that)``.
+def _transform_vectors_kernel(t, frames, row_signs, start, num_vectors):  # pragma: no cover
+    """In place: ``t[b, n, s, h, start + 4m : start + 4m + 4] <- S_s frames[b, n] @ (that)``.
 
-    ``t (B, N, S, H, D)``, ``frames (B, N, S, 4, 4)``, ``m < num_vectors``.
+    ``t (B, N, S, H, D)``, ``frames (B, N, 4, 4)``, ``row_signs (S, 4)`` (``S_s`` = diag of row
+    ``s``), ``m < num_vectors``.
     """
     B, N, S, H, _ = t.shape
     for b in range(B):
         for n in range(N):
+            f = frames[b, n]
             for s in range(S):
-                f = frames[b, n, s]
-                f00, f01, f02, f03 = f[0, 0], f[0, 1], f[0, 2], f[0, 3]
-                f10, f11, f12, f13 = f[1, 0], f[1, 1], f[1, 2], f[1, 3]
-                f20, f21, f22, f23 = f[2, 0], f[2, 1], f[2, 2], f[2, 3]
-                f30, f31, f32, f33 = f[3, 0], f[3, 1], f[3, 2], f[3, 3]
+                g0, g1, g2, g3 = row_signs[s, 0], row_signs[s, 1], row_signs[s, 2], row_signs[s, 3]
+                f00, f01, f02, f03 = g0 * f[0, 0], g0 * f[0, 1], g0 * f[0, 2], g0 * f[0, 3]
+                f10, f11, f12, f13 = g1 * f[1, 0], g1 * f[1, 1], g1 * f[1, 2], g1 * f[1, 3]
+                f20, f21, f22, f23 = g2 * f[2, 0], g2 * f[2, 1], g2 * f[2, 2], g2 * f[2, 3]
+                f30, f31, f32, f33 = g3 * f[3, 0], g3 * f[3, 1], g3 * f[3, 2], g3 * f[3, 3]
                 for h in range(H):
                     row = t[b, n, s, h]
                     for m in range(num_vectors):
@@ -76,7 +78,11 @@ def _transform_vectors_kernel(t, frames, start, num_vectors):  # pragma: no cove
 
 
 def transform_vectors_(
-    t: torch.Tensor, frames: torch.Tensor, start: int, num_vectors: int
+    t: torch.Tensor,
+    frames: torch.Tensor,
+    start: int,
+    num_vectors: int,
+    row_signs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Transform the vector channels of ``t`` in place and return ``t``.
 
@@ -84,22 +90,30 @@ def transform_vectors_(
         t: ``(B, N, S, H, D)`` features (any strides): ``S`` slots (e.g. query, key, value) of
             ``H`` heads; channels ``start : start + 4 * num_vectors`` hold four-vectors
             (E, px, py, pz) one after the other.
-        frames: ``(B, N, S, 4, 4)`` matrices, one per token and slot (broadcast views allowed).
+        frames: ``(B, N, 4, 4)`` matrices, one per token, shared by the slots.
         start, num_vectors: where the vectors sit in the last axis and how many there are.
+        row_signs: ``(S, 4)`` signs multiplying the rows of the matrix per slot (e.g. the metric
+            to lower the index of keys); default all +1.
 
     Call only when :func:`can_use_kernels` ``(t, frames)`` is true.
     """
-    if t.dim() != 5 or frames.shape != (*t.shape[:3], 4, 4):
+    if t.dim() != 5 or frames.shape != (*t.shape[:2], 4, 4):
         raise ValueError(
-            f"expected t (B, N, S, H, D) and frames (B, N, S, 4, 4), got {tuple(t.shape)} and "
+            f"expected t (B, N, S, H, D) and frames (B, N, 4, 4), got {tuple(t.shape)} and "
             f"{tuple(frames.shape)}"
         )
     if start < 0 or start + 4 * num_vectors > t.shape[-1]:
         raise ValueError(f"vector channels {start}:{start + 4 * num_vectors} outside {t.shape[-1]}")
+    if row_signs is None:
+        signs = np.ones((t.shape[2], 4), dtype=t.detach().numpy().dtype)
+    else:
+        signs = np.ascontiguousarray(row_signs.detach().to(t.dtype).numpy())
+        if signs.shape != (t.shape[2], 4):
+            raise ValueError(f"row_signs must be ({t.shape[2]}, 4), got {signs.shape}")
     if t.numel() and num_vectors:
         arr = t.detach().numpy()
         mats = np.ascontiguousarray(frames.detach().numpy())
-        _transform_vectors_kernel(arr, mats, start, num_vectors)
+        _transform_vectors_kernel(arr, mats, signs, start, num_vectors)
     return t
 
 
