@@ -118,103 +118,99 @@ def transform_vectors_(
 
 
 @njit(cache=True, nogil=True)
+def _rest_boost_into(v, timelike_tol, time_shift, floor, out):  # pragma: no cover - numba
+    """``out (4, 4)`` <- pure boost taking the regularised ``v (4,)`` to rest (the rules of
+    ``regularise_timelike`` and ``rest_boost``: ``[[u0, -u^T], [-u, I + u u^T / (1 + u0)]]``)."""
+    t, x, y, z = v[0], v[1], v[2], v[3]
+    m2 = t * t - (x * x + y * y + z * z)
+    if not (m2 > timelike_tol * t * t and t > 0):
+        t = max(t, math.sqrt(x * x + y * y + z * z)) * (1.0 + time_shift) + floor
+        m2 = t * t - (x * x + y * y + z * z)
+    mass = math.sqrt(m2)
+    u0 = t / mass
+    us = (x / mass, y / mass, z / mass)
+    out[0, 0] = u0
+    for i in range(3):
+        out[0, i + 1] = -us[i]
+        out[i + 1, 0] = -us[i]
+        for j in range(3):
+            out[i + 1, j + 1] = (1.0 if i == j else 0.0) + us[i] * us[j] / (1.0 + u0)
+
+
+@njit(cache=True, nogil=True)
+def _boosted_direction(boost, w, floor):  # pragma: no cover - numba
+    """Spatial part of ``boost @ w`` normalised (floor on the norm), its norm, and the scale
+    (largest absolute component of ``boost @ w``)."""
+    c0 = boost[0, 0] * w[0] + boost[0, 1] * w[1] + boost[0, 2] * w[2] + boost[0, 3] * w[3]
+    c1 = boost[1, 0] * w[0] + boost[1, 1] * w[1] + boost[1, 2] * w[2] + boost[1, 3] * w[3]
+    c2 = boost[2, 0] * w[0] + boost[2, 1] * w[1] + boost[2, 2] * w[2] + boost[2, 3] * w[3]
+    c3 = boost[3, 0] * w[0] + boost[3, 1] * w[1] + boost[3, 2] * w[2] + boost[3, 3] * w[3]
+    scale = max(max(abs(c0), abs(c1)), max(abs(c2), abs(c3)))
+    norm = math.sqrt(c1 * c1 + c2 * c2 + c3 * c3)
+    d = max(norm, floor)
+    return (c1 / d, c2 / d, c3 / d), norm, scale
+
+
+@njit(cache=True, nogil=True)
+def _orthogonalised(w, e1):  # pragma: no cover - numba
+    """``w - (w . e1) e1`` and its norm."""
+    dot = w[0] * e1[0] + w[1] * e1[1] + w[2] * e1[2]
+    r = (w[0] - dot * e1[0], w[1] - dot * e1[1], w[2] - dot * e1[2])
+    return r, math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
+
+
+@njit(cache=True, nogil=True)
+def _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol):  # pragma: no cover - numba
+    """Rows ``e1, e2, e3`` with the fallbacks of ``gram_schmidt_3d``: ``e1`` from u1, else u2,
+    else x; ``e2`` from u2, else u1, else the Cartesian axis least aligned with ``e1``."""
+    if ok1:
+        e1 = u1
+    elif ok2:
+        e1 = u2
+    else:
+        e1 = (1.0, 0.0, 0.0)
+    r, rn = _orthogonalised(u2, e1)
+    if not (ok2 and rn > spatial_tol):
+        r, rn = _orthogonalised(u1, e1)
+        if not (ok1 and rn > spatial_tol):
+            ax = 0
+            if abs(e1[1]) < abs(e1[ax]):
+                ax = 1
+            if abs(e1[2]) < abs(e1[ax]):
+                ax = 2
+            axis = (1.0 if ax == 0 else 0.0, 1.0 if ax == 1 else 0.0, 1.0 if ax == 2 else 0.0)
+            r, rn = _orthogonalised(axis, e1)
+    d = max(rn, floor)
+    e2 = (r[0] / d, r[1] / d, r[2] / d)
+    e3 = (
+        e1[1] * e2[2] - e1[2] * e2[1],
+        e1[2] * e2[0] - e1[0] * e2[2],
+        e1[0] * e2[1] - e1[1] * e2[0],
+    )
+    return e1, e2, e3
+
+
+@njit(cache=True, nogil=True)
 def _polar_frames_kernel(v, out, timelike_tol, time_shift, floor, spatial_tol):  # pragma: no cover
     """``v (M, 3, 4)`` float64 vectors v0, v1, v2 -> ``out (M, 4, 4)`` frames ``L = R B``.
 
-    Same rules as :func:`lloca_hep.core.frames.polar_frames` (regularised ``v0``, pure rest boost
-    from the four-velocity, 3D Gram-Schmidt with the fallbacks of ``gram_schmidt_3d``).
+    Same rules as :func:`lloca_hep.core.frames.polar_frames`: rest boost ``B`` of the regularised
+    ``v0``, then 3D Gram-Schmidt of the boosted ``v1, v2`` with the fallbacks of
+    ``gram_schmidt_3d``, then ``L = diag(1, R) B`` (rows 1-3 of ``B`` rotated in place).
     """
-    boost = np.empty((4, 4))
-    b12 = np.empty((2, 4))
-    e = np.empty((3, 3))
     for m in range(v.shape[0]):
-        # regularise_timelike(v0)
-        t, x, y, z = v[m, 0, 0], v[m, 0, 1], v[m, 0, 2], v[m, 0, 3]
-        m2 = t * t - (x * x + y * y + z * z)
-        if not (m2 > timelike_tol * t * t and t > 0):
-            t = max(t, math.sqrt(x * x + y * y + z * z)) * (1.0 + time_shift) + floor
-            m2 = t * t - (x * x + y * y + z * z)
-        # rest_boost: [[u0, -u^T], [-u, I + u u^T / (1 + u0)]]
-        mass = math.sqrt(m2)
-        u0, u1, u2, u3 = t / mass, x / mass, y / mass, z / mass
-        us = (u1, u2, u3)
-        boost[0, 0] = u0
-        for i in range(3):
-            boost[0, i + 1] = -us[i]
-            boost[i + 1, 0] = -us[i]
-            for j in range(3):
-                boost[i + 1, j + 1] = (1.0 if i == j else 0.0) + us[i] * us[j] / (1.0 + u0)
-        # B v1, B v2 and their scales (largest absolute component)
-        for k in range(2):
-            sc = 0.0
-            for i in range(4):
-                acc = 0.0
-                for j in range(4):
-                    acc += boost[i, j] * v[m, k + 1, j]
-                b12[k, i] = acc
-                sc = max(sc, abs(acc))
-            b12[k, 0] = sc  # the time component is not needed below: keep the scale there
-        # gram_schmidt_3d
-        n1 = math.sqrt(b12[0, 1] ** 2 + b12[0, 2] ** 2 + b12[0, 3] ** 2)
-        n2 = math.sqrt(b12[1, 1] ** 2 + b12[1, 2] ** 2 + b12[1, 3] ** 2)
-        d1 = max(n1, floor)
-        d2 = max(n2, floor)
-        a1 = (b12[0, 1] / d1, b12[0, 2] / d1, b12[0, 3] / d1)
-        a2 = (b12[1, 1] / d2, b12[1, 2] / d2, b12[1, 3] / d2)
-        ok1 = n1 > spatial_tol * b12[0, 0] + floor
-        ok2 = n2 > spatial_tol * b12[1, 0] + floor
-        if ok1:
-            e1 = a1
-        elif ok2:
-            e1 = a2
-        else:
-            e1 = (1.0, 0.0, 0.0)
-        # e2: the first usable of u2, u1 and the Cartesian axis least aligned with e1
-        found = False
-        for c in range(3):
-            if c == 0:
-                if not ok2:
-                    continue
-                w = a2
-            elif c == 1:
-                if not ok1:
-                    continue
-                w = a1
-            else:
-                ax = 0
-                if abs(e1[1]) < abs(e1[ax]):
-                    ax = 1
-                if abs(e1[2]) < abs(e1[ax]):
-                    ax = 2
-                w = (1.0 if ax == 0 else 0.0, 1.0 if ax == 1 else 0.0, 1.0 if ax == 2 else 0.0)
-            dot = w[0] * e1[0] + w[1] * e1[1] + w[2] * e1[2]
-            r0, r1, r2 = w[0] - dot * e1[0], w[1] - dot * e1[1], w[2] - dot * e1[2]
-            rn = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
-            if c < 2 and not rn > spatial_tol:
-                continue
-            rd = max(rn, floor)
-            e2 = (r0 / rd, r1 / rd, r2 / rd)
-            found = True
-            break
-        if not found:  # unreachable: the least aligned axis is never parallel to e1
-            e2 = (0.0, 1.0, 0.0)
-        e3 = (
-            e1[1] * e2[2] - e1[2] * e2[1],
-            e1[2] * e2[0] - e1[0] * e2[2],
-            e1[0] * e2[1] - e1[1] * e2[0],
-        )
-        for j in range(3):
-            e[0, j] = e1[j]
-            e[1, j] = e2[j]
-            e[2, j] = e3[j]
-        # L = diag(1, e) @ B
+        L = out[m]
+        _rest_boost_into(v[m, 0], timelike_tol, time_shift, floor, L)
+        u1, n1, s1 = _boosted_direction(L, v[m, 1], floor)
+        u2, n2, s2 = _boosted_direction(L, v[m, 2], floor)
+        ok1 = n1 > spatial_tol * s1 + floor
+        ok2 = n2 > spatial_tol * s2 + floor
+        e1, e2, e3 = _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol)
         for j in range(4):
-            out[m, 0, j] = boost[0, j]
-        for i in range(3):
-            for j in range(4):
-                out[m, i + 1, j] = (
-                    e[i, 0] * boost[1, j] + e[i, 1] * boost[2, j] + e[i, 2] * boost[3, j]
-                )
+            b1, b2, b3 = L[1, j], L[2, j], L[3, j]
+            L[1, j] = e1[0] * b1 + e1[1] * b2 + e1[2] * b3
+            L[2, j] = e2[0] * b1 + e2[1] * b2 + e2[2] * b3
+            L[3, j] = e3[0] * b1 + e3[1] * b2 + e3[2] * b3
 
 
 def polar_frames_numba(
