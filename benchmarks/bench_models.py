@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_models.py                 # full table (a few minutes on 2 cores)
     python benchmarks/bench_models.py --quick         # N=50 only, fewer repeats
+    python benchmarks/bench_models.py --quick --no-reference --no-lgatr --no-graph  # overhead only
 
 Measures, on ``--threads`` CPU threads (default 2), forward jets/s (inference mode, eval) at
 N = 50 and 128 constituents (all real) and batch 64 and 256 for
@@ -47,14 +48,17 @@ SLOW_CALL_S = 4.0
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def build_models(include_reference: bool = True, include_lgatr: bool = True) -> dict:
+def build_models(
+    include_reference: bool = True, include_lgatr: bool = True, include_graph: bool = True
+) -> dict:
     torch.manual_seed(0)
     models = {
         "ours-learned": LLoCaTransformer(frames="learned", frames_hidden=64),
         "ours-identity": LLoCaTransformer(frames="identity"),
-        "ours-graph-learned": LLoCaGraphNet(frames="learned", frames_hidden=64),
-        "ours-graph-identity": LLoCaGraphNet(frames="identity"),
     }
+    if include_graph:
+        models["ours-graph-learned"] = LLoCaGraphNet(frames="learned", frames_hidden=64)
+        models["ours-graph-identity"] = LLoCaGraphNet(frames="identity")
     if include_reference:
         try:
             from reference import ReferenceLLoCaTransformer
@@ -223,10 +227,11 @@ def throughput_tables(models, sizes, repeats, threads, clock, what) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="N=50 only, 3 repeats")
+    ap.add_argument("--repeats", type=int, default=None, help="timed calls per model (default 5)")
+    ap.add_argument("--quick", action="store_true", help="N=50 only, 3 repeats unless --repeats")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--no-lgatr", action="store_true")
+    ap.add_argument("--no-graph", action="store_true", help="skip the LLoCa graph nets")
     ap.add_argument(
         "--no-cpu-time", action="store_true", help="skip the single-thread CPU-time tables"
     )
@@ -236,9 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    models = build_models(not args.no_reference, not args.no_lgatr)
+    models = build_models(not args.no_reference, not args.no_lgatr, not args.no_graph)
     sizes = [50] if args.quick else [50, 128]
-    repeats = 3 if args.quick else args.repeats
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
 
     print(f"torch {torch.__version__}\n")
     if not args.equivariance_only:
