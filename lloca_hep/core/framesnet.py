@@ -52,8 +52,9 @@ NUM_VECTORS = 3
 NUM_WEIGHTINGS = 2
 #: Initial pair-mass coefficients c_k: v0 prefers nearby partners, v2 distant ones.
 INIT_PAIR_COEF = (-0.5, 0.5)
-#: The O(N^2) part runs over chunks of jets of about this many pair-weight elements (cache size).
-CHUNK_ELEMENTS = 1 << 19
+#: The O(N^2) part runs over chunks of jets of about this many pair-weight elements, so that its
+#: float64 temporaries (1 MiB per chunk) stay in cache (measured 5% faster than 4 MiB chunks).
+CHUNK_ELEMENTS = 1 << 17
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
