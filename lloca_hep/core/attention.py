@@ -64,7 +64,7 @@ def prepare_attention_frames(
     if relative is None:
         return None
     out = relative.to(dtype)
-    return AttentionFrames(inv=inverse(out), out=out)
+    return AttentionFrames(inv=inverse(out).contiguous(), out=out)
 
 
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
