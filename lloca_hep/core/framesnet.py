@@ -144,7 +144,8 @@ class FramesNet(nn.Module):
         x = self.particle_features(p, jet, refs, scalars, global_scalars)
         w1, b1 = _f64(self.fc1.weight), _f64(self.fc1.bias)
         w2, b2 = _f64(self.fc2.weight), _f64(self.fc2.bias)
-        h = nn.functional.leaky_relu(nn.functional.linear(x, w1, b1), LEAKY_SLOPE)
+        # in place: the fresh linear output is not needed by autograd (saves a large temporary)
+        h = nn.functional.leaky_relu_(nn.functional.linear(x, w1, b1), LEAKY_SLOPE)
         out = nn.functional.linear(h, w2, b2)
         K, d = NUM_WEIGHTINGS, self.key_dim
         q = out[..., : K * d].unflatten(-1, (K, d)) / math.sqrt(d)
@@ -189,7 +190,7 @@ class FramesNet(nn.Module):
                 ]
             )  # (B, K, N, 4)
         v0 = jet[:, None] + gate[..., None] * v[:, 0]
-        own = p / (minkowski(p, jet[:, None]).clamp_min(0) + EPS_ENERGY)[..., None]
+        own = units[:, :N]  # the constituent's own unit-energy direction
         return torch.stack([v0, own, v[:, 1]], dim=2)
 
     @staticmethod
