@@ -49,6 +49,23 @@ def test_frames_net_vectors_equivariant_and_bounded():
     assert torch.isfinite(v).all()
 
 
+def test_frames_net_chunks_of_jets_equal_one_pass(monkeypatch):
+    import lloca_hep.core.framesnet as framesnet
+
+    torch.manual_seed(0)
+    p, mask = _jets(n=11)
+    c = to_jet_rest_frame(p, mask, torch.eye(4, dtype=torch.float64)[:3])
+    jet = p.new_zeros(11, 4)
+    jet[:, 0] = 1.0
+    net = FramesNet(num_references=3, num_scalars=2, num_global=1)
+    scalars, logm = torch.randn(11, 30, 2, dtype=torch.float64), torch.randn(11, 1)
+    with torch.no_grad():
+        whole = net(c.p4, mask, jet, c.references, scalars, logm)
+        monkeypatch.setattr(framesnet, "CHUNK_ELEMENTS", 2 * 30 * 33 * 4)  # 4 jets per chunk
+        chunked = net(c.p4, mask, jet, c.references, scalars, logm)
+    torch.testing.assert_close(chunked, whole, rtol=1e-14, atol=1e-14)
+
+
 def _relative_frames(B, N, seed):
     """Random relative frames T_i (bounded boosts) and a global change Λ."""
     T = random_lorentz(B * N, max_rapidity=0.5, seed=seed).view(B, N, 4, 4)

@@ -141,6 +141,38 @@ class FramesNet(nn.Module):
         B, N, _ = p.shape
         if global_scalars is None:
             global_scalars = p.new_zeros(B, self.num_global)
+        P = N + self.num_references
+        chunk = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * N * P))
+        if torch.compiler.is_compiling() or B <= chunk:
+            # traced (torch.export/compile): no shape-dependent Python loop, one chunk
+            return self._vectors(p, mask, jet, refs, scalars, global_scalars)
+        # every jet is independent: chunks keep the temporaries small (cache, allocator reuse)
+        parts = []
+        for i in range(0, B, chunk):
+            c = slice(i, i + chunk)
+            parts.append(
+                self._vectors(
+                    p[c],
+                    mask[c],
+                    jet[c],
+                    None if refs is None else refs[c],
+                    None if scalars is None else scalars[c],
+                    global_scalars[c],
+                )
+            )
+        return torch.cat(parts)
+
+    def _vectors(
+        self,
+        p: torch.Tensor,
+        mask: torch.Tensor,
+        jet: torch.Tensor,
+        refs: torch.Tensor | None,
+        scalars: torch.Tensor | None,
+        global_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`forward` for one chunk of jets (float64 ``p``, ``jet``)."""
+        B, N, _ = p.shape
         x = self.particle_features(p, jet, refs, scalars, global_scalars)
         w1, b1 = _f64(self.fc1.weight), _f64(self.fc1.bias)
         w2, b2 = _f64(self.fc2.weight), _f64(self.fc2.bias)
@@ -177,18 +209,7 @@ class FramesNet(nn.Module):
         # unit jet-frame energy directions: every partner counts by its direction, not its energy
         energy = minkowski(partners, jet[:, None]).clamp_min(0)
         units = partners / (energy + EPS_ENERGY)[..., None]
-        P = partners.shape[1]
-        if torch.compiler.is_compiling():
-            # traced (torch.export/compile): no shape-dependent Python loop, one chunk
-            v = self._weighted(qa, ka, a, b, coef, units)  # (B, K, N, 4)
-        else:
-            chunk = max(1, CHUNK_ELEMENTS // (K * N * P))
-            v = torch.cat(
-                [
-                    self._weighted(qa[c], ka[c], a[c], b[c], coef, units[c])
-                    for c in (slice(i, i + chunk) for i in range(0, B, chunk))
-                ]
-            )  # (B, K, N, 4)
+        v = self._weighted(qa, ka, a, b, coef, units)  # (B, K, N, 4)
         v0 = jet[:, None] + gate[..., None] * v[:, 0]
         own = units[:, :N]  # the constituent's own unit-energy direction
         return torch.stack([v0, own, v[:, 1]], dim=2)
