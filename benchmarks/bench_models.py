@@ -50,16 +50,23 @@ SETTLE_CALL_S = 0.5
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+#: Frames-net width of our learned models here: the reference's MLPVectors width.
+MATCHED_FRAMES_HIDDEN = 64
+
+
 def build_models(
-    include_reference: bool = True, include_lgatr: bool = True, include_graph: bool = True
+    include_reference: bool = True,
+    include_lgatr: bool = True,
+    include_graph: bool = True,
+    frames_hidden: int = MATCHED_FRAMES_HIDDEN,
 ) -> dict:
     torch.manual_seed(0)
     models = {
-        "ours-learned": LLoCaTransformer(frames="learned", frames_hidden=64),
+        "ours-learned": LLoCaTransformer(frames="learned", frames_hidden=frames_hidden),
         "ours-identity": LLoCaTransformer(frames="identity"),
     }
     if include_graph:
-        models["ours-graph-learned"] = LLoCaGraphNet(frames="learned", frames_hidden=64)
+        models["ours-graph-learned"] = LLoCaGraphNet(frames="learned", frames_hidden=frames_hidden)
         models["ours-graph-identity"] = LLoCaGraphNet(frames="identity")
     if include_reference:
         try:
@@ -159,7 +166,7 @@ def frames_net_flops(n: int, batch: int = 16) -> dict[str, float]:
     p4, mask = toy_jets(batch, n, min_constituents=n, seed=7)
     res = {}
     with torch.inference_mode():
-        ours = LLoCaTransformer(frames="learned", frames_hidden=64).eval()
+        ours = LLoCaTransformer(frames="learned", frames_hidden=MATCHED_FRAMES_HIDDEN).eval()
         fc = FlopCounterMode(display=False)
         with fc:
             ours.frame_choice(p4, mask)
@@ -243,6 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-lgatr", action="store_true")
     ap.add_argument("--no-graph", action="store_true", help="skip the LLoCa graph nets")
     ap.add_argument(
+        "--frames-hidden",
+        type=int,
+        default=MATCHED_FRAMES_HIDDEN,
+        help="frames-net width of our learned models (matched to the reference: 64; default "
+        "of LLoCaTransformer: 32)",
+    )
+    ap.add_argument(
         "--no-cpu-time", action="store_true", help="skip the single-thread CPU-time tables"
     )
     ap.add_argument(
@@ -251,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    models = build_models(not args.no_reference, not args.no_lgatr, not args.no_graph)
+    models = build_models(
+        not args.no_reference, not args.no_lgatr, not args.no_graph, args.frames_hidden
+    )
     sizes = [50] if args.quick else [50, 128]
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
 
