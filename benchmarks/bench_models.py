@@ -16,8 +16,9 @@ N = 50 and 128 constituents (all real) and batch 64 and 256 for
   (4 blocks, width 64, 4 heads of ``8x0n+2x1n``, MLP factor 2, frames net 64 wide);
 * ``lgatr``: L-GATr (4 blocks, 8 multivector + 32 scalar channels, 4 heads).
 
-Timings use the median (and best) of ``--repeats`` calls after a warm-up, models interleaved
-round-robin so that load from other processes hits all of them alike. Wall-clock on a shared,
+Timings use the median (and best) of ``--repeats`` calls after a warm-up, each model interleaved
+round-robin with its own baseline (see ``model_groups``) so that load from other processes hits
+both alike. Wall-clock on a shared,
 loaded machine is noisy, so the same table is also measured as the CPU time of the calling thread
 with one intra-op thread (``time.thread_time``), which excludes time spent descheduled. FLOPs per jet come from
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and attention only; elementwise
@@ -29,6 +30,8 @@ float64 frames and float32 network for both implementations).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import logging
 import statistics
 import sys
@@ -52,6 +55,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Frames-net width of our learned models here: the reference's MLPVectors width.
 MATCHED_FRAMES_HIDDEN = 64
+
+
+#: glibc ``mallopt`` parameters and the value ``--steady-malloc`` gives them (bytes).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+STEADY_MALLOC_BYTES = 1 << 28
+
+
+def steady_malloc() -> bool:
+    """Keep freed memory in the process (glibc): large fresh temporaries then reuse pages instead
+    of page-faulting on every call. Same effect as ``MALLOC_TRIM_THRESHOLD_`` and
+    ``MALLOC_MMAP_THRESHOLD_`` in the environment; applies to every model alike."""
+    path = ctypes.util.find_library("c")
+    if path is None:
+        return False
+    libc = ctypes.CDLL(path)
+    if not hasattr(libc, "mallopt"):
+        return False
+    return bool(
+        libc.mallopt(M_TRIM_THRESHOLD, STEADY_MALLOC_BYTES)
+        and libc.mallopt(M_MMAP_THRESHOLD, STEADY_MALLOC_BYTES)
+    )
 
 
 def build_models(
@@ -205,6 +229,20 @@ def equivariance(
     return out
 
 
+def model_groups(models: dict) -> list[dict]:
+    """Split the models into the round-robin groups timed together: ours (transformer), ours
+    (graph), the reference, L-GATr. A learned model and its identity baseline are interleaved
+    with each other only: a heavy neighbour in the round (L-GATr allocates GBs, the reference
+    hundreds of MB) measurably slows whichever model is timed after it on this VM (N = 50,
+    batch 64, 2 threads: ours-learned / ours-identity 1.50x when ours-learned followed L-GATr,
+    1.40x when ours-identity did), which would bias the ratios by the order of the round."""
+    prefixes = ("ours-learned", "ours-identity"), ("ours-graph-",), ("ref-",), ("lgatr",)
+    groups = [
+        {k: m for k, m in models.items() if any(k.startswith(p) for p in pre)} for pre in prefixes
+    ]
+    return [g for g in groups if g]
+
+
 def throughput_tables(models, sizes, repeats, threads, clock, what) -> None:
     """Print jets/s and the overhead / speed-up ratios, measured with ``clock``."""
     torch.set_num_threads(threads)
@@ -214,7 +252,9 @@ def throughput_tables(models, sizes, repeats, threads, clock, what) -> None:
     rates = {}
     for n in sizes:
         for b in (64, 256):
-            r = time_models(models, n, b, repeats, clock)
+            r = {}
+            for group in model_groups(models):  # each learned/identity pair side by side
+                r.update(time_models(group, n, b, repeats, clock))
             rates[(n, b)] = r
             print(
                 f"| {n} | {b} | "
@@ -250,6 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-lgatr", action="store_true")
     ap.add_argument("--no-graph", action="store_true", help="skip the LLoCa graph nets")
     ap.add_argument(
+        "--steady-malloc",
+        action="store_true",
+        help="glibc mallopt: keep freed memory (removes page-fault noise for every model)",
+    )
+    ap.add_argument(
         "--frames-hidden",
         type=int,
         default=MATCHED_FRAMES_HIDDEN,
@@ -264,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.steady_malloc:
+        log.info("steady malloc (glibc mallopt): %s", steady_malloc())
     torch.set_num_threads(args.threads)
     models = build_models(
         not args.no_reference, not args.no_lgatr, not args.no_graph, args.frames_hidden
