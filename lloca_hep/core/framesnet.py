@@ -52,9 +52,10 @@ NUM_VECTORS = 3
 NUM_WEIGHTINGS = 2
 #: Initial pair-mass coefficients c_k: v0 prefers nearby partners, v2 distant ones.
 INIT_PAIR_COEF = (-0.5, 0.5)
-#: The O(N^2) part runs over chunks of jets of about this many pair-weight elements, so that its
-#: float64 temporaries (1 MiB per chunk) stay in cache (measured 5% faster than 4 MiB chunks).
-CHUNK_ELEMENTS = 1 << 17
+#: The frames net runs over chunks of jets of about this many pair-weight elements (4 MiB of
+#: float64 per temporary), bounding memory for large batches. Smaller chunks mean more small ops:
+#: 1 MiB chunks measured slower at batch 64 on 2 threads (benchmarks/bench_models.py).
+CHUNK_ELEMENTS = 1 << 19
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
