@@ -112,3 +112,23 @@ def test_relative_frames_kernel_matches_matmul():
     ref = random_lorentz(2, max_rapidity=3.0, seed=5)
     expected = frames @ inverse(ref)[:, None]
     torch.testing.assert_close(relative_frames_numba(frames, ref), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_rest_boost_kernel_matches_torch_including_degenerate_jets():
+    from lloca_hep.core.frames import (
+        ABSOLUTE_FLOOR,
+        DEGENERATE_TIME_SHIFT,
+        TIMELIKE_TOL,
+        regularise_timelike,
+    )
+    from lloca_hep.core.kernels import rest_boosts_numba
+    from lloca_hep.core.lorentz import minkowski, rest_boost
+
+    v0, _, _ = _degenerate_vectors()  # zero, light-like, space-like and time-like vectors
+    boost, mass = rest_boosts_numba(
+        v0, timelike_tol=TIMELIKE_TOL, time_shift=DEGENERATE_TIME_SHIFT, floor=ABSOLUTE_FLOOR
+    )
+    reg = regularise_timelike(v0)
+    torch.testing.assert_close(boost, rest_boost(reg), rtol=0, atol=1e-9)
+    torch.testing.assert_close(mass, minkowski(reg, reg).sqrt(), rtol=1e-12, atol=1e-300)
+    assert torch.isfinite(boost).all()

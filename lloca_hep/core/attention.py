@@ -141,13 +141,14 @@ class LLoCaAttention(nn.Module):
         the ``S`` slots with ``row_signs (S, 4)``, see :mod:`lloca_hep.core.kernels`) the vectors
         go through the numba kernel.
         """
-        s, v, r = self._split(t)
         if fast:
             transform_vectors_(t, L, self.ns, self.nv, row_signs)
             if self.n2:
+                r = self._split(t)[2]
                 Ls = L[:, :, None] if row_signs is None else row_signs[:, :, None] * L[:, :, None]
                 r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", Ls, r, Ls))
             return t
+        s, v, r = self._split(t)
         if inplace:
             if self.nv:
                 lead = v.shape[:-3]

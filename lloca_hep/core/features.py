@@ -38,9 +38,8 @@ def local_features(frames: LocalFrames, mask: torch.Tensor) -> torch.Tensor:
     if frames.frames is None:
         lp, lj = p, jet_b
     else:
-        L = frames.frames
-        lp = torch.einsum("bnij,bnj->bni", L, p)
-        lj = torch.einsum("bnij,bnj->bni", L, jet_b)
+        both = torch.matmul(frames.frames, torch.stack([p, jet_b], dim=-1))  # (B, N, 4, 2)
+        lp, lj = both[..., 0], both[..., 1]
     energy = minkowski(p, jet_b).clamp_min(0)
     feats = torch.cat(
         [

@@ -59,7 +59,7 @@ CHUNK_ELEMENTS = 1 << 19
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.float64)
+    return t if t.dtype == torch.float64 else t.to(torch.float64)
 
 
 class FramesNet(nn.Module):

@@ -28,7 +28,13 @@ import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["can_use_kernels", "polar_frames_numba", "relative_frames_numba", "transform_vectors_"]
+__all__ = [
+    "can_use_kernels",
+    "polar_frames_numba",
+    "relative_frames_numba",
+    "rest_boosts_numba",
+    "transform_vectors_",
+]
 
 #: dtypes the kernels are compiled for.
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -120,7 +126,8 @@ def transform_vectors_(
 @njit(cache=True, nogil=True)
 def _rest_boost_into(v, timelike_tol, time_shift, floor, out):  # pragma: no cover - numba
     """``out (4, 4)`` <- pure boost taking the regularised ``v (4,)`` to rest (the rules of
-    ``regularise_timelike`` and ``rest_boost``: ``[[u0, -u^T], [-u, I + u u^T / (1 + u0)]]``)."""
+    ``regularise_timelike`` and ``rest_boost``: ``[[u0, -u^T], [-u, I + u u^T / (1 + u0)]]``);
+    returns the mass of the regularised ``v``."""
     t, x, y, z = v[0], v[1], v[2], v[3]
     m2 = t * t - (x * x + y * y + z * z)
     if not (m2 > timelike_tol * t * t and t > 0):
@@ -135,6 +142,7 @@ def _rest_boost_into(v, timelike_tol, time_shift, floor, out):  # pragma: no cov
         out[i + 1, 0] = -us[i]
         for j in range(3):
             out[i + 1, j + 1] = (1.0 if i == j else 0.0) + us[i] * us[j] / (1.0 + u0)
+    return mass
 
 
 @njit(cache=True, nogil=True)
@@ -232,6 +240,26 @@ def polar_frames_numba(
     out = np.empty((flat.shape[0], 4, 4))
     _polar_frames_kernel(flat, out, timelike_tol, time_shift, floor, spatial_tol)
     return torch.from_numpy(out).view(*shape, 4, 4)
+
+
+@njit(cache=True, nogil=True)
+def _rest_boosts_kernel(v, out, mass, timelike_tol, time_shift, floor):  # pragma: no cover
+    """``v (M, 4)`` -> ``out (M, 4, 4)`` rest boosts and ``mass (M,)`` of the regularised ``v``."""
+    for m in range(v.shape[0]):
+        mass[m] = _rest_boost_into(v[m], timelike_tol, time_shift, floor, out[m])
+
+
+def rest_boosts_numba(
+    v: torch.Tensor, *, timelike_tol: float, time_shift: float, floor: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rest_boost(regularise_timelike(v))`` and the regularised mass for ``v (..., 4)`` float64,
+    as one numba pass. Call only when :func:`can_use_kernels` holds."""
+    flat = np.ascontiguousarray(v.detach().to(torch.float64).reshape(-1, 4).numpy())
+    out = np.empty((flat.shape[0], 4, 4))
+    mass = np.empty(flat.shape[0])
+    _rest_boosts_kernel(flat, out, mass, timelike_tol, time_shift, floor)
+    shape = v.shape[:-1]
+    return torch.from_numpy(out).view(*shape, 4, 4), torch.from_numpy(mass).view(shape)
 
 
 @njit(cache=True, nogil=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .frames import regularise_timelike
-from .lorentz import apply, minkowski, rest_boost
+from .frames import ABSOLUTE_FLOOR, DEGENERATE_TIME_SHIFT, TIMELIKE_TOL, regularise_timelike
+from .kernels import can_use_kernels, rest_boosts_numba
+from .lorentz import apply_per_jet, minkowski, rest_boost
 
 __all__ = ["MIN_JET_SCALE_GEV", "CanonicalJets", "jet_momentum", "to_jet_rest_frame"]
 
@@ -65,14 +66,23 @@ def to_jet_rest_frame(
     """
     p4 = p4.to(torch.float64)
     maskf = mask[..., None].to(torch.float64)
-    jet = regularise_timelike(jet_momentum(p4, mask))
-    boost = rest_boost(jet)
-    scale = torch.sqrt(minkowski(jet, jet)).clamp_min(MIN_JET_SCALE_GEV)
-    canon = apply(boost[:, None], p4) * maskf / scale[:, None, None]
+    if can_use_kernels(p4):  # one numba pass, same rules
+        boost, mass = rest_boosts_numba(
+            jet_momentum(p4, mask),
+            timelike_tol=TIMELIKE_TOL,
+            time_shift=DEGENERATE_TIME_SHIFT,
+            floor=ABSOLUTE_FLOOR,
+        )
+        scale = mass.clamp_min(MIN_JET_SCALE_GEV)
+    else:
+        jet = regularise_timelike(jet_momentum(p4, mask))
+        boost = rest_boost(jet)
+        scale = torch.sqrt(minkowski(jet, jet)).clamp_min(MIN_JET_SCALE_GEV)
+    canon = apply_per_jet(boost, p4) * maskf / scale[:, None, None]
     refs = None
     if references is not None:
         if references.dim() == 2:
             references = references.expand(p4.shape[0], *references.shape)
-        refs = apply(boost[:, None], references.to(torch.float64))
+        refs = apply_per_jet(boost, references.to(torch.float64))
         refs = refs / refs[..., :1].clamp_min(MIN_JET_SCALE_GEV)
     return CanonicalJets(p4=canon, boost=boost, scale=scale, references=refs)
