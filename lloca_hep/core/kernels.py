@@ -4,6 +4,7 @@
 * :func:`polar_frames_numba`: the polar decomposition of :func:`lloca_hep.core.frames.polar_frames`
   with the same degenerate-input rules.
 * :func:`relative_frames_numba`: ``T_i = L_i L_J^{-1}`` without a matrix inverse.
+* :func:`rest_boosts_numba`: the jets' rest boosts of :mod:`lloca_hep.core.restframe`.
 
 Moving the vector channels of queries, keys, values and outputs between frames is, per token, a
 handful of ``4 x 4`` matrix-vector products. As torch ops that is a batched matmul of tiny
