@@ -42,9 +42,10 @@ def run_demo(
     import uproot
 
     from lloca_hep.io import read_jets
+    from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
     from lloca_hep.tagger import load_tagger
     from lloca_hep.training.evaluate import report
-    from lloca_hep.training.tag import SCORE_BRANCH, SCORES_TREE, tag_file
+    from lloca_hep.training.tag import tag_file
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def run_demo(
     tagged = tag_file(sample, out / SCORED_NAME, tagger, overwrite=True, progress=progress)
     # the numbers come from the friend tree just written: the sample is scored once
     with uproot.open(tagged["output"]) as scored:
-        scores = scored[SCORES_TREE][SCORE_BRANCH].array(library="np")
+        scores = scored[FRIEND_TREE][SCORE_BRANCH].array(library="np")
     labels = ak.to_numpy(read_jets(sample, jet_fields=[LABEL_BRANCH])[LABEL_BRANCH])
     result = report(labels, scores, output_dir=out, label="lloca-hep tagger",
                     extra={"model": tagger.model_name, "inputs": [str(sample)],

@@ -45,24 +45,23 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from lloca_hep.io.readers import JETCLASS_BRANCHES
+from lloca_hep.io.writers import (
+    DEFAULT_COMPRESSION_LEVEL,
+    FRIEND_SUFFIX,
+    FRIEND_TREE,
+    JET_INDEX_BRANCH,
+    SCORE_BRANCH,
+)
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FRIEND_TREE", "ScoreFileResult", "score_files"]
 
-#: Name of the friend TTree written into every output file (as lloca_hep.io's writer).
-FRIEND_TREE = "scores"
-#: Branch of the scores (float32; jagged per event for NanoAOD inputs).
-SCORE_BRANCH = "score"
-#: Branch of the jets' indices within their event (NanoAOD inputs).
-JET_INDEX_BRANCH = "score_jet_index"
-#: Suffix of the output file names (as ``lloca-hep tag``).
-OUTPUT_SUFFIX = "_scores"
 #: Default partition size handed to ``uproot.dask`` (of the branches read).
 DEFAULT_STEP_SIZE = "100 MB"
 #: Branches of JetClass-style flat files (one entry per jet), in (px, py, pz, E) order.
-FLAT_BRANCHES = ("part_px", "part_py", "part_pz", "part_energy")
-#: Compression of the friend files (LZ4(1) writes many times faster than ZLIB(1)).
-COMPRESSION_LEVEL = 1
+FLAT_BRANCHES = tuple(JETCLASS_BRANCHES[c] for c in ("px", "py", "pz", "E"))
 
 _LAYOUT_NANO = "nanoaod"
 _LAYOUT_FLAT = "flat"
@@ -195,7 +194,7 @@ def _write_friend(
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        with uproot.recreate(tmp, compression=uproot.LZ4(COMPRESSION_LEVEL)) as out:
+        with uproot.recreate(tmp, compression=uproot.LZ4(DEFAULT_COMPRESSION_LEVEL)) as out:
             if layout == _LAYOUT_NANO:
                 values = ak.values_astype(scores, np.float32)
                 data = {SCORE_BRANCH: values,
@@ -360,7 +359,7 @@ def score_files(
         tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
                            device=device)
         if step_size is None:  # names known up front: refuse before building any graph
-            _check_outputs([out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
+            _check_outputs([out_dir / f"{stem}{FRIEND_SUFFIX}.root"
                             for stem in _output_stems(inputs)], in_paths, overwrite)
         stems = {inp.path: stem for inp, stem in zip(inputs, _output_stems(inputs), strict=True)}
         order = {inp.path: i for i, inp in enumerate(inputs)}
@@ -372,9 +371,9 @@ def score_files(
             for part, (inp, start, stop) in zip(parts, partitions, strict=True):
                 stem = stems[inp.path]
                 if step_size is None:
-                    target = out_dir / f"{stem}{OUTPUT_SUFFIX}.root"
+                    target = out_dir / f"{stem}{FRIEND_SUFFIX}.root"
                 else:
-                    target = out_dir / f"{stem}{OUTPUT_SUFFIX}_{start}-{stop}.root"
+                    target = out_dir / f"{stem}{FRIEND_SUFFIX}_{start}-{stop}.root"
                 write = dask.delayed(_write_friend, pure=True)(
                     part, str(target), str(inp.path), int(start), int(stop), inp.layout,
                     collection,

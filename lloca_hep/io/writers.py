@@ -35,12 +35,19 @@ from .readers import JetChunk
 
 log = logging.getLogger(__name__)
 
+#: Names of the friend-tree format, shared by every writer of scores (tag, dask, coffea users):
+#: the tree, its score branch, the jet-index branch of event layouts, the output-name suffix.
+FRIEND_TREE = "scores"
+SCORE_BRANCH = "score"
+JET_INDEX_BRANCH = "score_jet_index"
+FRIEND_SUFFIX = "_scores"
+
 #: Compression level used with ``compression="ZSTD"``/``"LZ4"`` (fast; see ECOSYSTEM.md).
 DEFAULT_COMPRESSION_LEVEL = 1
 _COMPRESSIONS = {"ZSTD": uproot.ZSTD, "LZ4": uproot.LZ4, "ZLIB": uproot.ZLIB, "LZMA": uproot.LZMA}
 
 
-def friend_path(input_path: str | os.PathLike, suffix: str = "_scores") -> str:
+def friend_path(input_path: str | os.PathLike, suffix: str = FRIEND_SUFFIX) -> str:
     """Default friend file next to an input: ``dir/name.root`` -> ``dir/name_scores.root``."""
     input_path = os.fspath(input_path)
     root, ext = os.path.splitext(input_path)
@@ -103,7 +110,7 @@ class FriendTreeWriter:
     def __init__(
         self,
         output: str | os.PathLike,
-        tree_name: str = "scores",
+        tree_name: str = FRIEND_TREE,
         compression: str | Any = "ZSTD",
         overwrite: bool = False,
         rntuple: bool = False,
@@ -169,14 +176,14 @@ class FriendTreeWriter:
     # -- writing --------------------------------------------------------------------------
     def _branch_names(self, n_classes: int) -> list[str]:
         if n_classes == 0:
-            return ["score"]
+            return [SCORE_BRANCH]
         if self.class_names is not None:
             if len(self.class_names) != n_classes:
                 raise ValueError(
                     f"class_names has {len(self.class_names)} names for {n_classes} classes"
                 )
-            return [f"score_{n}" for n in self.class_names]
-        return [f"score_{k}" for k in range(n_classes)]
+            return [f"{SCORE_BRANCH}_{n}" for n in self.class_names]
+        return [f"{SCORE_BRANCH}_{k}" for k in range(n_classes)]
 
     def extend(self, scores: npt.ArrayLike, chunk: JetChunk | ak.Array) -> None:
         """Append the scores of one chunk.
@@ -251,7 +258,7 @@ class FriendTreeWriter:
                 else np.full(entry.shape, -1, dtype=np.int32)
             )
             data = {n: ak.unflatten(c[order], counts) for n, c in zip(names, columns, strict=True)}
-            data["score_jet_index"] = ak.unflatten(jet_index[order], counts)
+            data[JET_INDEX_BRANCH] = ak.unflatten(jet_index[order], counts)
         self._write(data)
         self._next_entry = stop
         self.entries_written = stop
@@ -282,9 +289,9 @@ class FriendTreeWriter:
                 # No chunk at all: still produce a valid, empty friend tree.
                 self._file = uproot.recreate(self._tmp, compression=self.compression)
                 if not self.rntuple:
-                    self._file.mktree(self.tree_name, {"score": np.float32})
+                    self._file.mktree(self.tree_name, {SCORE_BRANCH: np.float32})
                 else:
-                    self._file[self.tree_name] = {"score": np.zeros(0, np.float32)}
+                    self._file[self.tree_name] = {SCORE_BRANCH: np.zeros(0, np.float32)}
             self._file.close()
             if os.path.exists(self.output) and not self.overwrite:
                 raise OutputError(f"output {self.output} appeared while writing; not replacing it")
@@ -320,7 +327,7 @@ def write_scores(
     scores: npt.ArrayLike,
     jets: JetChunk | ak.Array,
     *,
-    tree_name: str = "scores",
+    tree_name: str = FRIEND_TREE,
     compression: str | Any = "ZSTD",
     overwrite: bool = False,
     rntuple: bool = False,
@@ -335,7 +342,7 @@ def write_scores(
     return writer.output
 
 
-def add_scores(jets: ak.Array, scores: npt.ArrayLike, name: str = "score") -> ak.Array:
+def add_scores(jets: ak.Array, scores: npt.ArrayLike, name: str = SCORE_BRANCH) -> ak.Array:
     """Return ``jets`` with a new field ``name`` holding the scores.
 
     ``jets``: one entry per jet (``(n_jets,)`` records), or an event array of jets

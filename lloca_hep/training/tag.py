@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
 from lloca_hep.tagger import EmptyJetWarning, Tagger, load_tagger
 
 log = logging.getLogger(__name__)
 
-SCORES_TREE = "scores"
-SCORE_BRANCH = "score"
 DEFAULT_TAG_STEP_SIZE = "50 MB"
 
 
@@ -67,7 +66,7 @@ def tag_file(
     bar = tqdm(desc=f"tagging {os.path.basename(input_path)}", unit=" entries",
                disable=not progress)
     try:
-        with FriendTreeWriter(output_path, SCORES_TREE, overwrite=overwrite,
+        with FriendTreeWriter(output_path, FRIEND_TREE, overwrite=overwrite,
                               inputs=[input_path]) as writer:
             for chunk in chunks:
                 if bar.total is None and chunk.num_entries >= 0:
@@ -91,7 +90,7 @@ def tag_file(
         )
     summary = {
         "output": str(writer.output),
-        "tree": SCORES_TREE,
+        "tree": FRIEND_TREE,
         "branch": SCORE_BRANCH,
         "n_entries": int(writer.entries_written),
         "n_jets": n_jets,
