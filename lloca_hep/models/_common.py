@@ -85,7 +85,9 @@ class LocalFrameModel(nn.Module):
     Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
     ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``).
 
-    A subclass calls ``super().__init__(config, ...)`` (registers ``frame_choice`` and ``embed``),
+    A subclass calls ``super().__init__(config)`` with its full constructor keyword arguments
+    (which must include ``frames``, ``symmetry_breaking``, ``hidden``, ``frames_hidden``,
+    ``frames_key_dim`` and ``random_max_rapidity``; registers ``frame_choice`` and ``embed``),
     then registers its backbone, then calls :meth:`_add_head` (registers ``norm`` and ``head``);
     this keeps the parameter names and the order in which they are initialised. It implements
     :meth:`backbone`, which maps the embedded features ``h (B, N, hidden)`` to ``(B, N, hidden)``.
@@ -96,27 +98,18 @@ class LocalFrameModel(nn.Module):
     norm: nn.LayerNorm
     head: ClassifierHead
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        frames: str,
-        symmetry_breaking: bool | str,
-        hidden: int,
-        frames_hidden: int,
-        frames_key_dim: int,
-        random_max_rapidity: float,
-    ):
+    def __init__(self, config: dict[str, Any]):
         super().__init__()
         self._config: dict[str, Any] = dict(config)
         self.frame_choice = FrameChoice(
-            frames,
-            symmetry_breaking,
-            frames_hidden=frames_hidden,
-            frames_key_dim=frames_key_dim,
-            random_max_rapidity=random_max_rapidity,
+            config["frames"],
+            config["symmetry_breaking"],
+            frames_hidden=config["frames_hidden"],
+            frames_key_dim=config["frames_key_dim"],
+            random_max_rapidity=config["random_max_rapidity"],
             random_max_angle=math.pi,
         )
-        self.embed = nn.Linear(NUM_LOCAL_FEATURES, hidden)
+        self.embed = nn.Linear(NUM_LOCAL_FEATURES, config["hidden"])
 
     def _add_head(self, hidden: int, num_classes: int | None) -> None:
         """Register the final LayerNorm and the classifier head (after the backbone)."""

@@ -51,13 +51,7 @@ class LLoCaGraphNet(LocalFrameModel):
                 frames_hidden=frames_hidden,
                 frames_key_dim=frames_key_dim,
                 random_max_rapidity=random_max_rapidity,
-            ),
-            frames,
-            symmetry_breaking,
-            hidden,
-            frames_hidden,
-            frames_key_dim,
-            random_max_rapidity,
+            )
         )
         self.neighbours = neighbours
         self.layers = nn.ModuleList(

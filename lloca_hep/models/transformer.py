@@ -79,13 +79,7 @@ class LLoCaTransformer(LocalFrameModel):
                 frames_hidden=frames_hidden,
                 frames_key_dim=frames_key_dim,
                 random_max_rapidity=random_max_rapidity,
-            ),
-            frames,
-            symmetry_breaking,
-            hidden,
-            frames_hidden,
-            frames_key_dim,
-            random_max_rapidity,
+            )
         )
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden, heads, head_reps, mlp_ratio) for _ in range(blocks)
