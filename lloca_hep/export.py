@@ -17,7 +17,6 @@ TorchScript (``torch.jit``) is not used: it is deprecated in torch 2.13.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any, cast
 
 import torch
 
+from lloca_hep._atomic import atomic_output
 from lloca_hep.tagger import (
     DEFAULT_BATCH_SIZE,
     EXPORTED_SUFFIX,
@@ -167,13 +167,8 @@ def _save_program(program: torch.export.ExportedProgram, header: dict[str, Any],
             "by the suffix)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{EXPORTED_SUFFIX}")
-    try:
+    with atomic_output(path, suffix=EXPORTED_SUFFIX) as tmp:
         torch.export.save(program, tmp, extra_files={HEADER_FILE: json.dumps(header, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep._atomic import atomic_output
+
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "lloca-hep-tagger"
@@ -273,16 +275,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _read_payload(path: Path, map_location: torch.device | str) -> dict[str, Any]:

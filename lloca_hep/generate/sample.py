@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_output
 from . import recipe
 from .events import BACKGROUND, SIGNAL, ChunkResult, ChunkTask, require_generators, run_chunk
 
@@ -260,12 +261,7 @@ def generate_sample(
 
     data = _assemble(results, seed, shuffle)
     provenance = _provenance(n_signal, n_background, seed, max_constituents, chunk_size, shuffle)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(output) as tmp:
         _write(tmp, data, provenance)
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output

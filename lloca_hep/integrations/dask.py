@@ -36,7 +36,6 @@ import hashlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from lloca_hep._atomic import atomic_output
 from lloca_hep.io.readers import JETCLASS_BRANCHES
 from lloca_hep.io.writers import (
     DEFAULT_COMPRESSION_LEVEL,
@@ -192,8 +192,7 @@ def _write_friend(
             f"instead of {expected}; the friend tree would not line up"
         )
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_output(target) as tmp:
         with uproot.recreate(tmp, compression=uproot.LZ4(DEFAULT_COMPRESSION_LEVEL)) as out:
             if layout == _LAYOUT_NANO:
                 values = ak.values_astype(scores, np.float32)
@@ -211,10 +210,6 @@ def _write_friend(
                 n_jets = len(values)
             if len(values):
                 tree.extend(data)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return ScoreFileResult(str(target), source, entry_start, entry_stop, n_jets,
                            time.perf_counter() - t0)
 
