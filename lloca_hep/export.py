@@ -12,27 +12,40 @@ metadata, plus the torch version and the export settings) as the extra file
 :data:`HEADER_FILE` inside the archive. Loading it needs torch and lloca-hep's preprocessing
 (numba padding), but none of lloca-hep's model code.
 
+Loading is safe for files from strangers: :func:`torch.export.load` by itself would unpickle
+records with ``weights_only=False`` and ``exec`` strings from the archive, so
+:func:`load_exported` first vets every record (:mod:`lloca_hep._safeload`: pickles must load
+with ``weights_only=True``, the graph may call only ATen operators, expressions and guards must
+stay within small grammars, no AOTInductor libraries) and the header
+(:func:`lloca_hep.tagger.validate_header`), then hands torch a fresh copy of exactly the vetted
+records. Weights holding NaN/inf are refused. Every problem is a
+:class:`~lloca_hep.tagger.TaggerFileError` naming the file.
+
 TorchScript (``torch.jit``) is not used: it is deprecated in torch 2.13.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from lloca_hep._atomic import atomic_output
+from lloca_hep import _safeload
+from lloca_hep._files import atomic_output
 from lloca_hep.tagger import (
     DEFAULT_BATCH_SIZE,
     EXPORTED_SUFFIX,
-    FORMAT_NAME,
     Tagger,
     TaggerFileError,
+    check_finite_weights,
     resolve_device,
+    validate_header,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +67,12 @@ EXAMPLE_MASS_GEV = 0.1
 #: Tolerances of the check that the exported program reproduces the eager model (logits).
 CHECK_RTOL = 1e-5
 CHECK_ATOL = 1e-6
+#: torch loggers that report (with a traceback) failures inside :func:`torch.export.load`;
+#: silenced while loading, their first message goes into the TaggerFileError instead.
+TORCH_LOAD_LOGGERS = ("torch.export", "torch.export.pt2_archive._package",
+                      "torch._export.serde.serialize")
+#: Longest piece of a torch error message quoted in a TaggerFileError.
+MESSAGE_CHARS = 200
 
 
 def _example_inputs(batch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,37 +253,79 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
     return path
 
 
-def _load_archive(path: Path) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+class _Capture(logging.Filter):
+    """Keeps the records of a logger instead of letting them reach a handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_torch_load() -> Iterator[_Capture]:
+    """Silence :data:`TORCH_LOAD_LOGGERS` (no tracebacks on stderr); yields what they said."""
+    capture = _Capture()
+    loggers = [logging.getLogger(name) for name in TORCH_LOAD_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(capture)
+    try:
+        yield capture
+    finally:
+        for logger in loggers:
+            logger.removeFilter(capture)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, at most :data:`MESSAGE_CHARS` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS] + " ..."
+
+
+def _vetted_records(path: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The archive's records, vetted by :mod:`lloca_hep._safeload`, and its checked header."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such exported tagger file")
     if path.is_dir():
         raise TaggerFileError(path, "is a directory, not an exported tagger")
-    extra = {HEADER_FILE: ""}
-    try:
-        program = torch.export.load(path, extra_files=extra)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaggerFileError(path, f"not a readable torch.export archive: {first}") from exc
-    raw = extra.get(HEADER_FILE) or ""
-    if not raw:
+    records = _safeload.read_archive(path)
+    raw = records.get(_safeload.EXTRA_DIR + HEADER_FILE)
+    if raw is None:
         raise TaggerFileError(path, f"archive has no {HEADER_FILE}: not exported by lloca-hep")
     try:
-        header = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise TaggerFileError(path, f"{HEADER_FILE} is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise TaggerFileError(path, f"{HEADER_FILE} is not a lloca-hep tagger header")
-    for key in ("model_name", "max_constituents"):
-        if key not in header:
-            raise TaggerFileError(path, f"{HEADER_FILE} lacks {key!r}")
-    if not isinstance(header["max_constituents"], int) or header["max_constituents"] < 1:
-        raise TaggerFileError(path, f"invalid max_constituents {header['max_constituents']!r}")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaggerFileError(path, f"{HEADER_FILE} is not UTF-8 text") from exc
+    header = validate_header(path, text, where=HEADER_FILE)
+    _safeload.check_archive(path, records)
+    return records, header
+
+
+def _load_archive(path: Path) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+    records, header = _vetted_records(path)
+    with _quiet_torch_load() as said:
+        try:
+            program = torch.export.load(_safeload.rebuilt_archive(records))
+        except Exception as exc:
+            cause = next((r.exc_info[1] for r in said.records
+                          if r.exc_info and r.exc_info[1] is not None), exc)
+            raise TaggerFileError(
+                path, f"not a readable torch.export archive: {_one_line(cause)}"
+            ) from exc
+    for record in said.records:
+        log.debug("torch.export.load(%s): %s", path, record.msg)
+    check_finite_weights(path, program.state_dict)
     return program, header
 
 
 def read_exported_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header embedded in a ``.pt2`` exported tagger."""
-    return _load_archive(Path(path))[1]
+    """The JSON header embedded in a ``.pt2`` exported tagger (the archive is vetted, but no
+    program is built)."""
+    return _vetted_records(Path(path))[1]
 
 
 def load_exported(

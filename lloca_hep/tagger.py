@@ -14,8 +14,11 @@ File format (``.pt``): one ``torch.save`` of a dict with exactly two entries,
   (how it was trained, metrics, ...).
 
 It is read back with ``torch.load(..., weights_only=True)``: no arbitrary object is ever
-unpickled. Files ending in ``.pt2`` are ``torch.export`` archives and are handed to
-:func:`lloca_hep.export.load_exported`.
+unpickled. The header is checked by :func:`validate_header` (also for ``.pt2`` archives):
+``max_constituents`` must lie in ``1..``:data:`MAX_CONSTITUENTS_LIMIT`; weights holding NaN or
+inf are refused (:func:`check_finite_weights`). Files ending in ``.pt2`` are ``torch.export``
+archives and are handed to :func:`lloca_hep.export.load_exported`, which vets them first
+(:mod:`lloca_hep._safeload`): loading a tagger file from a stranger never runs its code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import importlib.resources
 import json
 import logging
 import os
+import pickle
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lloca_hep._atomic import atomic_output
+from lloca_hep._files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,13 @@ DEFAULT_TAGGER_RESOURCE = "default_tagger.pt"
 #: Suffix of ``torch.export`` archives, loaded through :mod:`lloca_hep.export`.
 EXPORTED_SUFFIX = ".pt2"
 _HEADER_KEYS = ("format", "format_version", "model_name", "config", "max_constituents")
+#: Largest ``max_constituents`` a tagger may have. Real jets have at most a few hundred
+#: constituents; a file asking for more is damaged or hostile (padding 10**12 constituents
+#: would exhaust memory), so :func:`validate_header` and :class:`Tagger` refuse it.
+MAX_CONSTITUENTS_LIMIT = 4096
+#: Devices :func:`resolve_device` accepts, as told to the user.
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 class TaggerFileError(ValueError):
@@ -58,17 +70,53 @@ class TaggerFileError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
-class EmptyJetWarning(UserWarning):
-    """Some jets have no constituents; their score is NaN."""
+class _JetCount(Warning):
+    """Base of warnings about ``count`` of ``total`` jets (for callers that add them up)."""
+
+    def __init__(self, message: str = "", count: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.count = int(count)
+        self.total = int(total)
+
+
+class EmptyJetWarning(_JetCount, UserWarning):
+    """Some jets have no constituents; their score is NaN (``count`` of ``total`` jets)."""
+
+
+class NonFiniteScoreWarning(_JetCount, RuntimeWarning):
+    """The model gave NaN/inf for jets that have constituents (``count`` of ``total`` jets):
+    the tagger's weights or the inputs are not finite. Distinct from :class:`EmptyJetWarning`."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises ValueError for anything but :data:`DEVICE_CHOICES` (``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``, ``"auto"`` or such a :class:`torch.device`) and for a device that
+    this machine lacks.
+    """
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"invalid device {device!r}: the device option takes {DEVICE_CHOICES}"
+        ) from exc
+    if dev.type not in _DEVICE_TYPES:
+        raise ValueError(
+            f"invalid device {str(device)!r}: the device option takes {DEVICE_CHOICES}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested but MPS is not available")
     return dev
 
 
@@ -95,7 +143,8 @@ class Tagger:
     model_name:
         The model's key in :data:`lloca_hep.models.MODELS` (needed to save and reload it).
     max_constituents:
-        Jets are truncated to their ``max_constituents`` hardest constituents (by pT).
+        Jets are truncated to their ``max_constituents`` hardest constituents (by pT);
+        ``1 <= max_constituents <= MAX_CONSTITUENTS_LIMIT``.
     metadata:
         Free-form JSON-serialisable description (training data, seeds, metrics, ...).
     device:
@@ -117,6 +166,11 @@ class Tagger:
     ) -> None:
         if int(max_constituents) < 1:
             raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
+        if int(max_constituents) > MAX_CONSTITUENTS_LIMIT:
+            raise ValueError(
+                f"max_constituents must be <= {MAX_CONSTITUENTS_LIMIT} "
+                f"(lloca_hep.tagger.MAX_CONSTITUENTS_LIMIT), got {max_constituents}"
+            )
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_name = str(model_name)
@@ -164,12 +218,15 @@ class Tagger:
         *,
         batch_size: int | None = None,
         warn_empty: bool = True,
+        warn_nonfinite: bool = True,
     ) -> np.ndarray:
         """Top probabilities for padded jets.
 
         ``p4``: float64 ``(n_jets, N, 4)`` ordered (E, px, py, pz) in GeV; ``mask``: bool
         ``(n_jets, N)``, True for real constituents. Returns float32 ``(n_jets,)``; jets
-        whose mask is all False get NaN (one :class:`EmptyJetWarning` says how many).
+        whose mask is all False get NaN (one :class:`EmptyJetWarning` says how many). Jets
+        with constituents that the model scores NaN/inf (non-finite weights or inputs) keep
+        that score and one :class:`NonFiniteScoreWarning` says how many.
         """
         p4_t = torch.as_tensor(p4)
         mask_t = torch.as_tensor(mask)
@@ -188,8 +245,10 @@ class Tagger:
         n_empty = n_jets - int(nonempty.numel())
         if n_empty and warn_empty:
             warnings.warn(
-                f"{n_empty} of {n_jets} jets have no constituents; their score is NaN",
-                EmptyJetWarning,
+                EmptyJetWarning(
+                    f"{n_empty} of {n_jets} jets have no constituents; their score is NaN",
+                    n_empty, n_jets,
+                ),
                 stacklevel=2,
             )
         if nonempty.numel() == 0:
@@ -210,6 +269,16 @@ class Tagger:
                     out[idx.numpy()] = probs.float().cpu().numpy()
         finally:
             self.model.train(was_training)
+        n_bad = int(np.count_nonzero(~np.isfinite(out[nonempty.numpy()])))
+        if n_bad and warn_nonfinite:
+            warnings.warn(
+                NonFiniteScoreWarning(
+                    f"the model produced non-finite scores for {n_bad} of {n_jets} jets (the "
+                    "tagger file's weights or the inputs are not finite)",
+                    n_bad, n_jets,
+                ),
+                stacklevel=2,
+            )
         return out
 
     def score(self, jets: Any, *, batch_size: int | None = None) -> np.ndarray:
@@ -291,7 +360,15 @@ def _read_payload(path: Path, map_location: torch.device | str) -> dict[str, Any
         raise TaggerFileError(path, "file is empty")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError ...
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([A-Za-z0-9_.]+)", str(exc))
+        detail = f" (it would call {found.group(1)})" if found else ""
+        raise TaggerFileError(
+            path,
+            "not a readable lloca-hep tagger file: refusing to load, it holds pickled objects "
+            f"other than tensors{detail}; a tagger file from a stranger must not run code",
+        ) from exc
+    except Exception as exc:  # torch raises RuntimeError / EOFError ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TaggerFileError(
             path,
@@ -305,6 +382,74 @@ def _read_payload(path: Path, map_location: torch.device | str) -> dict[str, Any
     return payload
 
 
+def validate_header(path: str | os.PathLike[str], raw: Any, *,
+                    where: str = "header") -> dict[str, Any]:
+    """The checked header of a tagger file (``.pt`` or ``.pt2``): ``raw`` is its JSON text.
+
+    Checks the format name, the keys of :data:`_HEADER_KEYS`, ``format_version`` (not newer
+    than :data:`FORMAT_VERSION`), ``model_name`` (a string), ``config`` (an object),
+    ``max_constituents`` (an integer in ``1..``:data:`MAX_CONSTITUENTS_LIMIT`) and, when
+    present, ``preprocessing`` and ``metadata`` (objects). ``where`` names the header in
+    messages. Raises :class:`TaggerFileError` naming ``path``.
+    """
+    if not isinstance(raw, str):
+        raise TaggerFileError(path, f"{where} is not a JSON string")
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise TaggerFileError(path, f"{where} is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise TaggerFileError(path, f"{where} is not a JSON object")
+    if header.get("format") != FORMAT_NAME:
+        raise TaggerFileError(
+            path, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}"
+        )
+    missing = [k for k in _HEADER_KEYS if k not in header]
+    if missing:
+        raise TaggerFileError(path, f"{where} lacks {missing}")
+    version = header["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TaggerFileError(path, f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise TaggerFileError(
+            path,
+            f"format_version {version} is newer than this lloca-hep understands "
+            f"({FORMAT_VERSION}); upgrade lloca-hep",
+        )
+    if not isinstance(header["model_name"], str):
+        raise TaggerFileError(path, f"invalid model_name {header['model_name']!r}")
+    if not isinstance(header["config"], dict):
+        raise TaggerFileError(path, "model config is not a JSON object")
+    n = header["max_constituents"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise TaggerFileError(path, f"invalid max_constituents {n!r}")
+    if n > MAX_CONSTITUENTS_LIMIT:
+        raise TaggerFileError(
+            path,
+            f"max_constituents {n} is above the limit of {MAX_CONSTITUENTS_LIMIT} "
+            "(lloca_hep.tagger.MAX_CONSTITUENTS_LIMIT); no jet has that many constituents",
+        )
+    for key in ("preprocessing", "metadata"):
+        if header.get(key) is not None and not isinstance(header[key], dict):
+            raise TaggerFileError(path, f"{where} entry {key!r} is not a JSON object")
+    return header
+
+
+def check_finite_weights(path: str | os.PathLike[str],
+                         tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse (:class:`TaggerFileError`) weights holding NaN or inf: they score every jet NaN."""
+    for name, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(
+                torch.isfinite(tensor).all()):
+            n_nan = int(torch.isnan(tensor).sum())
+            n_inf = int(torch.isinf(tensor).sum())
+            raise TaggerFileError(
+                path,
+                f"parameter {name!r} holds NaN/inf ({n_nan} NaN, {n_inf} inf of "
+                f"{tensor.numel()} values): the weights are damaged (or training diverged)",
+            )
+
+
 def _parse_header(path: Path, payload: Mapping[str, Any]) -> dict[str, Any]:
     if "header" not in payload or "state_dict" not in payload:
         keys = sorted(str(k) for k in payload)[:8]
@@ -313,31 +458,7 @@ def _parse_header(path: Path, payload: Mapping[str, Any]) -> dict[str, Any]:
             f"not a lloca-hep tagger file (expected entries 'header' and 'state_dict', "
             f"found {keys}); a bare state_dict or training checkpoint cannot be scored",
         )
-    raw = payload["header"]
-    if not isinstance(raw, str):
-        raise TaggerFileError(path, "header is not a JSON string")
-    try:
-        header = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise TaggerFileError(path, f"header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise TaggerFileError(path, "header is not a JSON object")
-    if header.get("format") != FORMAT_NAME:
-        raise TaggerFileError(
-            path, f"format is {header.get('format')!r}, expected {FORMAT_NAME!r}"
-        )
-    missing = [k for k in _HEADER_KEYS if k not in header]
-    if missing:
-        raise TaggerFileError(path, f"header lacks {missing}")
-    version = header["format_version"]
-    if not isinstance(version, int) or version < 1:
-        raise TaggerFileError(path, f"invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise TaggerFileError(
-            path,
-            f"format_version {version} is newer than this lloca-hep understands "
-            f"({FORMAT_VERSION}); upgrade lloca-hep",
-        )
+    header = validate_header(path, payload["header"])
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
@@ -417,11 +538,10 @@ def load_tagger(
     dev = resolve_device(device)
     payload = _read_payload(path, map_location="cpu")
     header = _parse_header(path, payload)
+    check_finite_weights(path, payload["state_dict"])
     model = _build(path, header, payload["state_dict"])
     preprocessing = header.get("preprocessing") or {}
     max_constituents = header["max_constituents"]
-    if not isinstance(max_constituents, int) or max_constituents < 1:
-        raise TaggerFileError(path, f"invalid max_constituents {max_constituents!r}")
     tagger = Tagger(
         model,
         header["model_name"],
@@ -436,7 +556,14 @@ def load_tagger(
 
 
 def read_tagger_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a tagger file (model, config, metadata) without building the model."""
+    """The JSON header of a tagger file (model, config, metadata) without building the model.
+
+    ``.pt2`` archives are read by :func:`lloca_hep.export.read_exported_header`.
+    """
     path = Path(path)
+    if path.suffix == EXPORTED_SUFFIX:
+        export = importlib.import_module("lloca_hep.export")
+        header: dict[str, Any] = export.read_exported_header(path)
+        return header
     payload = _read_payload(path, map_location="cpu")
     return _parse_header(path, payload)
