@@ -21,6 +21,18 @@ Layouts (``layout=``):
     ``mapping`` when ``branches`` is given, else ``jetclass`` when ``part_px``/``part.px``
     exists, else ``nanoaod`` when ``<collection>_pt`` or ``PFCands_pt`` exists.
 
+Tree (``tree=``): used as given when named (also spelled ``"file.root:tree"``); else the only
+tree of the file; else, among the trees whose branch names hold the requested layout (JetClass
+branches, ``<collection>_pt``/PF candidates, or the ``branches=`` names), the first of
+:data:`PREFERRED_TREES`, else the first in the file. When no tree holds one, the error lists every
+tree with its branches and what was looked for.
+
+Bad input raises :class:`~lloca_hep.io.LLoCaInputError` subclasses naming file, tree, branch and
+entry: options are checked before a file is opened (``branches=`` keys and names, ``jet_fields``,
+entry numbers, ``step_size``), and the constituent branches' types are checked from the file's
+metadata (a jagged array of numbers, one list per jet, or per event for NanoAOD) before any data
+is read.
+
 Output (the io -> preprocessing contract): ``ak.Array``, one entry per jet; field
 ``constituents`` holds ragged records named ``Momentum4D`` with float64 Cartesian
 ``px, py, pz, E`` in GeV (computed in float64 from pt/eta/phi/mass when the file stores those,
@@ -39,9 +51,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import logging
+import numbers
 import os
+import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +64,7 @@ import numpy as np
 import uproot
 import vector
 
-from ..preprocessing import kernels
-from .errors import (
+from lloca_hep.errors import (
     CorruptFileError,
     InvalidMomentumError,
     LayoutError,
@@ -60,6 +73,8 @@ from .errors import (
     MissingFileError,
     MissingTreeError,
 )
+
+from ..preprocessing import kernels
 
 vector.register_awkward()
 
@@ -86,6 +101,17 @@ LAYOUTS = ("auto", "jetclass", "flat", "nanoaod", "mapping")
 _TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 _CARTESIAN_KEYS = {"px": ("px",), "py": ("py",), "pz": ("pz",), "E": ("E", "energy", "e", "t")}
 _POLAR_KEYS = {"pt": ("pt",), "eta": ("eta",), "phi": ("phi",), "mass": ("mass", "m", "M")}
+#: The accepted ``branches=`` keys, for error messages.
+_ACCEPTED_BRANCH_KEYS = (
+    "{px, py, pz, E} (E also spelled energy, e or t) or {pt, eta, phi, mass} (mass also "
+    "spelled m or M)"
+)
+#: What a constituent (or NanoAOD per-event collection) branch must hold.
+_EXPECTED_JAGGED = "a jagged array of numbers, one list per {unit}"
+#: Memory sizes accepted as ``step_size`` (the spellings uproot understands, without sign).
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*([kmgtpezy]?i?b)\s*$", re.IGNORECASE)
+#: Branches of an unrelated tree shown when no tree of a file holds a jet layout.
+_LISTED_PER_TREE = 8
 
 
 class InvalidConstituentsWarning(UserWarning):
@@ -137,6 +163,172 @@ def _listing(names: Sequence[str]) -> str:
     return shown or "(nothing)"
 
 
+# --------------------------------------------------------------------------- option checks
+def _check_branches(branches: Any) -> dict[str, str] | None:
+    """Validate a user ``branches=`` mapping before any file is opened.
+
+    Returns the mapping with canonical keys (``px, py, pz, E`` or ``pt, eta, phi, mass``);
+    raises :class:`LayoutError` naming the bad key/value and the accepted key sets.
+    """
+    if branches is None:
+        return None
+    if not isinstance(branches, Mapping):
+        raise LayoutError(
+            f"branches must be a dict mapping constituent components to branch names, keys "
+            f"{_ACCEPTED_BRANCH_KEYS}; got {type(branches).__name__} {branches!r}"
+        )
+    aliases: dict[str, tuple[str, str]] = {}  # alias -> (coordinate system, canonical key)
+    for coords, table in (("cartesian", _CARTESIAN_KEYS), ("polar", _POLAR_KEYS)):
+        for canon, names in table.items():
+            for alias in names:
+                aliases[alias] = (coords, canon)
+    chosen: dict[str, str] = {}
+    given_as: dict[str, str] = {}
+    systems: dict[str, list[str]] = {"cartesian": [], "polar": []}
+    for key, value in branches.items():
+        if not isinstance(key, str) or key not in aliases:
+            raise LayoutError(
+                f"branches: unknown key {key!r} (mapped to {value!r}); the accepted keys are "
+                f"{_ACCEPTED_BRANCH_KEYS}"
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise LayoutError(
+                f"branches[{key!r}] = {value!r} ({type(value).__name__}) is not a branch name; "
+                f"give the name of the branch as a non-empty string, for keys "
+                f"{_ACCEPTED_BRANCH_KEYS}"
+            )
+        coords, canon = aliases[key]
+        if canon in chosen:
+            raise LayoutError(
+                f"branches gives {canon} twice: {given_as[canon]!r} -> {chosen[canon]!r} and "
+                f"{key!r} -> {value!r}; keep one"
+            )
+        chosen[canon] = value
+        given_as[canon] = key
+        systems[coords].append(key)
+    if systems["cartesian"] and systems["polar"]:
+        raise LayoutError(
+            f"branches={dict(branches)!r} mixes Cartesian keys ({', '.join(systems['cartesian'])})"
+            f" and polar keys ({', '.join(systems['polar'])}); give one complete set, "
+            f"{_ACCEPTED_BRANCH_KEYS}"
+        )
+    table = _POLAR_KEYS if systems["polar"] else _CARTESIAN_KEYS
+    missing = [canon for canon in table if canon not in chosen]
+    if missing:
+        raise LayoutError(
+            f"branches={dict(branches)!r} must map px, py, pz, E (or pt, eta, phi, mass) to "
+            f"branch names; missing {', '.join(missing)} (accepted keys: {_ACCEPTED_BRANCH_KEYS})"
+        )
+    return {canon: chosen[canon] for canon in table}
+
+
+def _check_jet_fields(jet_fields: Any) -> list[str] | str | None:
+    """``None``, ``"all"`` or a list of names; a single other string is one name."""
+    if jet_fields is None or jet_fields == "all":
+        return jet_fields
+    if isinstance(jet_fields, str):
+        return [jet_fields]
+    if isinstance(jet_fields, (Mapping, bytes)) or not isinstance(jet_fields, Iterable):
+        raise LayoutError(
+            f"jet_fields must be None, 'all' or a list of branch names; got "
+            f"{type(jet_fields).__name__} {jet_fields!r}"
+        )
+    names = list(jet_fields)
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise LayoutError(
+            f"jet_fields must hold branch names (non-empty strings); got {bad[0]!r} "
+            f"({type(bad[0]).__name__}) in {names!r}"
+        )
+    return names
+
+
+def _check_path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise MissingFileError(
+            f"input path must be a file name (str or os.PathLike), got {type(path).__name__} "
+            f"{path!r}"
+        )
+    return os.fspath(path)
+
+
+def _check_entry(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise LLoCaInputError(
+            f"{name} must be an integer entry number or None, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    return int(value)
+
+
+def _check_step_size(step_size: Any) -> int | str:
+    if isinstance(step_size, str):
+        m = _MEMORY_SIZE.match(step_size)
+        if m is None or float(m.group(1) + (m.group(3) or "")) <= 0:
+            raise LLoCaInputError(
+                f"step_size={step_size!r} is not a positive memory size such as '100 MB' "
+                "(units B, kB, MB, GB, KiB, MiB, ...) or a number of entries"
+            )
+        return step_size
+    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
+        raise LLoCaInputError(
+            f"step_size must be a positive number of entries or a memory size such as "
+            f"'100 MB'; got {type(step_size).__name__} {step_size!r}"
+        )
+    return int(step_size)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked reading options shared by :func:`read_jets` and :func:`iterate_jets`."""
+
+    tree: str | None
+    layout: str
+    collection: str
+    branches: dict[str, str] | None
+    jet_fields: list[str] | str | None
+    pf_collection: str
+    entry_start: int | None
+    entry_stop: int | None
+
+
+def _check_options(
+    tree: Any,
+    layout: Any,
+    collection: Any,
+    branches: Any,
+    jet_fields: Any,
+    pf_collection: Any,
+    entry_start: Any,
+    entry_stop: Any,
+    on_invalid: Any,
+) -> _Options:
+    """Validate every option up front (before a file is opened); errors are
+    :class:`LLoCaInputError` subclasses naming the option, the value and what is accepted."""
+    _check_on_invalid(on_invalid)
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise LayoutError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
+    for name, value in (("tree", tree), ("collection", collection), ("pf_collection", pf_collection)):
+        if (value is not None or name != "tree") and (not isinstance(value, str) or not value):
+            raise LLoCaInputError(
+                f"{name} must be a non-empty string{' or None' if name == 'tree' else ''}; got "
+                f"{type(value).__name__} {value!r}"
+            )
+    checked = _check_branches(branches)
+    if checked is not None and layout == "nanoaod":
+        raise LayoutError(
+            "branches= names the constituent branches of a flat (one jet per entry) tree; "
+            "layout='nanoaod' reads the constituents from the PF-candidate tables "
+            "(pf_collection=...). Drop branches= or use layout='mapping'"
+        )
+    return _Options(
+        tree, layout, collection, checked, _check_jet_fields(jet_fields), pf_collection,
+        _check_entry("entry_start", entry_start), _check_entry("entry_stop", entry_stop),
+    )
+
+
 def _split_object_path(path: str, tree: str | None) -> tuple[str, str | None]:
     """Accept uproot's ``"file.root:tree"`` spelling when ``file.root`` exists."""
     if not os.path.exists(path) and ":" in path:
@@ -178,7 +370,54 @@ def _tree_candidates(fobj: Any, path: str) -> dict[str, str]:
     return out
 
 
-def _select_tree(fobj: Any, path: str, tree: str | None, collection: str) -> tuple[Any, str]:
+def _holds_layout(
+    keys: set[str], layout: str, collection: str, branches: Mapping[str, str] | None,
+    pf_collection: str,
+) -> bool:
+    """Whether a tree with branches ``keys`` holds jets of the requested layout (names only)."""
+    if branches is not None and layout != "nanoaod":
+        return all(_resolve(keys, name) is not None for name in branches.values())
+    jetclass = _resolve(keys, JETCLASS_BRANCHES["px"]) is not None
+    nanoaod = any(
+        _resolve(keys, name) is not None
+        for name in (f"{collection}_pt", f"{pf_collection}_pt", f"{collection}{pf_collection}_jetIdx")
+    )
+    if layout in ("jetclass", "flat"):
+        return jetclass
+    if layout == "nanoaod":
+        return nanoaod
+    return jetclass or nanoaod  # auto (mapping without branches is refused by _plan)
+
+
+def _looked_for(
+    layout: str, collection: str, branches: Mapping[str, str] | None, pf_collection: str
+) -> str:
+    if branches is not None and layout != "nanoaod":
+        return f"the branches {', '.join(branches.values())} (branches=)"
+    jetclass = "JetClass branches " + ", ".join(JETCLASS_BRANCHES.values())
+    nanoaod = (
+        f"NanoAOD/PFNano branches {collection}_pt, {collection}{pf_collection}_jetIdx or "
+        f"{pf_collection}_pt"
+    )
+    if layout in ("jetclass", "flat"):
+        return jetclass
+    if layout == "nanoaod":
+        return nanoaod
+    return f"{jetclass}, or {nanoaod}"
+
+
+def _select_tree(
+    fobj: Any,
+    path: str,
+    tree: str | None,
+    layout: str = "auto",
+    collection: str = "FatJet",
+    branches: Mapping[str, str] | None = None,
+    pf_collection: str = "PFCands",
+) -> tuple[Any, str]:
+    """The tree to read: ``tree`` when given; else the only tree; else, among the trees that
+    hold a jet layout of the request (branch names only, no data read), the first of
+    :data:`PREFERRED_TREES`, else the first in the file."""
     candidates = _tree_candidates(fobj, path)
     if tree is not None:
         name = tree.split(";")[0]
@@ -192,24 +431,42 @@ def _select_tree(fobj: Any, path: str, tree: str | None, collection: str) -> tup
                 f"{_listing(sorted(candidates)) if candidates else '(none)'}; all objects: "
                 f"{_listing([f'{k} ({c})' for k, c in everything])}"
             )
-    elif not candidates:
+        return _get_tree(fobj, path, name), name
+    if not candidates:
         raise MissingTreeError(f"{path} holds no TTree or RNTuple (objects: {_listing(fobj.keys())})")
-    elif len(candidates) == 1:
+    if len(candidates) == 1:
         name = next(iter(candidates))
-    else:
-        name = next((n for n in PREFERRED_TREES if n in candidates), "")
-        if not name:
-            for cand in candidates:
-                keys = set(_keys(_get_tree(fobj, path, cand), path))
-                if _resolve(keys, "part_px") or f"{collection}_pt" in keys:
-                    name = cand
-                    break
-        if not name:
-            raise MissingTreeError(
-                f"{path} holds several trees and none looks like jets; pass tree=... "
-                f"(trees: {_listing(sorted(candidates))})"
-            )
-    return _get_tree(fobj, path, name), name
+        return _get_tree(fobj, path, name), name
+    # Trees in the order that ranks them (PREFERRED_TREES, then file order): the first that
+    # holds a jet layout is the choice, so usually only one tree's metadata is read.
+    rank = {n: i for i, n in enumerate(PREFERRED_TREES)}
+    order = sorted(candidates, key=lambda n: rank.get(n, len(rank)))
+    others: list[str] = []
+    unreadable: list[str] = []
+    for cand in order:
+        cls = candidates[cand]
+        try:
+            tobj = _get_tree(fobj, path, cand)
+            keys = _keys(tobj, path)
+        except CorruptFileError as err:
+            unreadable.append(f"{cand} ({cls}): {err}")
+            continue
+        if _holds_layout(set(keys), layout, collection, branches, pf_collection):
+            return tobj, cand
+        shown = _listing(keys[:_LISTED_PER_TREE])
+        if len(keys) > _LISTED_PER_TREE:
+            shown += f", ... ({len(keys) - _LISTED_PER_TREE} more)"
+        others.append(f"{cand} ({cls}; branches: {shown})")
+    wanted = _looked_for(layout, collection, branches, pf_collection)
+    if unreadable:
+        raise CorruptFileError(
+            f"{path}: no readable tree holds {wanted} and some trees cannot be read: "
+            f"{'; '.join(unreadable)}"
+        )
+    raise MissingTreeError(
+        f"{path} holds {len(candidates)} trees and none holds {wanted}; pass tree=... or "
+        f"branches=... Trees in the file: {'; '.join(others)}"
+    )
 
 
 def _get_tree(fobj: Any, path: str, name: str) -> Any:
@@ -252,6 +509,142 @@ def _resolve(keys: set[str] | Sequence[str], name: str) -> str | None:
         if flat in keys:
             return flat
     return None
+
+
+def _top_form(tree: Any) -> Any:
+    """The awkward form of a whole RNTuple (metadata only; None for TTrees)."""
+    if not _is_rntuple(tree):
+        return None
+    form = tree.to_akform()
+    return form[0] if isinstance(form, tuple) else form
+
+
+def _project_form(form: Any, parts: Sequence[str]) -> Any:
+    """The form of record sub-field ``parts`` under ``form``, keeping the lists around it
+    (``part.px`` of ``var * {px, ...}`` is ``var * px``)."""
+    if not parts:
+        return form
+    if form.is_record:
+        if parts[0] not in form.fields:
+            raise KeyError(parts[0])
+        return _project_form(form.content(parts[0]), parts[1:])
+    if form.is_list or form.is_option or form.is_indexed:
+        return form.copy(content=_project_form(form.content, parts))
+    raise KeyError(parts[0])
+
+
+def _column_form(tree: Any, top: Any, name: str, path: str, tree_name: str) -> Any:
+    """The awkward form of branch/field ``name`` as read, from the metadata."""
+    if top is not None:
+        if name in top.fields:
+            return top.content(name)
+        try:
+            return _project_form(top, name.split("."))
+        except KeyError:
+            return None
+    branch = tree[name]
+    try:
+        return branch.interpretation.awkward_form(tree.file)
+    except Exception as err:
+        raise LayoutError(
+            f"{path}:{tree_name}: branch {name!r} (C++ type {branch.typename}) cannot be "
+            f"interpreted by uproot ({type(err).__name__}: {err}); lloca-hep reads jagged "
+            "arrays of numbers"
+        ) from err
+
+
+def _is_string(form: Any) -> bool:
+    return form.parameter("__array__") in ("string", "bytestring")
+
+
+def _form_problem(form: Any, kind: str = "number") -> str | None:
+    """Why a column of this form is not a jagged array of ``kind`` (``"number"``,
+    ``"integer"`` or ``"value"``: numbers or booleans); None when it is one."""
+    wanted = {"number": "real numbers", "integer": "integers", "value": "numbers"}[kind]
+    if form.is_option:
+        return "its entries can be missing (option type)"
+    if form.is_list and not form.is_regular and not _is_string(form):
+        content = form.content
+        if content.is_numpy and content.inner_shape == ():
+            prim = content.primitive
+            if prim.startswith(("int", "uint")):
+                return None
+            if prim.startswith("float") and kind != "integer":
+                return None
+            if prim == "bool":
+                return None if kind == "value" else f"it holds booleans, not {wanted}"
+            return f"it holds {prim} values, not {wanted}"
+        if content.is_option:
+            return "its values can be missing (option type)"
+        if _is_string(content):
+            return "it holds lists of strings"
+        if content.is_record:
+            return (
+                f"it holds lists of records with fields {', '.join(content.fields)}; name one "
+                "sub-field ('record.field')"
+            )
+        if content.is_regular or content.is_numpy:
+            return "each entry holds a list of fixed-size arrays, not a list of numbers"
+        if content.is_list:
+            return "it is doubly jagged (a list of lists per entry), not one list per entry"
+        return f"its lists hold {content.type}"
+    if _is_string(form):
+        return "it holds one string per entry"
+    if form.is_numpy and form.inner_shape == ():
+        return "it is a scalar branch: one value per entry, not a list per entry"
+    if form.is_regular or form.is_numpy:
+        return (
+            "it is a fixed-size array per entry; zero padding would be read as constituents, "
+            "so store the constituents as variable-length lists"
+        )
+    if form.is_record:
+        return f"it is one record per entry with fields {', '.join(form.fields)}"
+    return "it is not a list of numbers per entry"
+
+
+def _jagged_problem(
+    tree: Any,
+    top: Any,
+    name: str,
+    path: str,
+    tree_name: str,
+    what: str,
+    unit: str = "jet",
+    kind: str = "number",
+) -> str | None:
+    """The error message when branch ``name`` is not a jagged array of ``kind`` (one list per
+    ``unit``), from the metadata only; None when it is one (or when the form is unknown)."""
+    form = _column_form(tree, top, name, path, tree_name)
+    if form is None:
+        return None  # unknown here; reading reports it
+    problem = _form_problem(form, kind)
+    if problem is None:
+        return None
+    cpp = "" if top is not None else f", C++ {tree[name].typename}"
+    expected = _EXPECTED_JAGGED.format(unit=unit)
+    if kind == "integer":
+        expected = expected.replace("numbers", "integers")
+    return (
+        f"{path}:{tree_name}: branch {name!r} ({what}) has type {form.type}{cpp}: {problem}; "
+        f"expected {expected}"
+    )
+
+
+def _check_jagged(
+    tree: Any,
+    top: Any,
+    names: Mapping[str, str],
+    path: str,
+    tree_name: str,
+    unit: str = "jet",
+    kind: str = "number",
+) -> None:
+    """Raise :class:`LayoutError` unless every branch of ``names`` (branch -> role) is a jagged
+    array of ``kind``; metadata only, nothing is read."""
+    for name, what in names.items():
+        message = _jagged_problem(tree, top, name, path, tree_name, what, unit, kind)
+        if message is not None:
+            raise LayoutError(message)
 
 
 def _scalar_fields(tree: Any) -> list[str]:
@@ -301,31 +694,12 @@ def _jagged_numeric_branches(tree: Any, prefix: str) -> list[str]:
 def _resolve_components(
     keys: list[str], spec: Mapping[str, str], path: str, tree_name: str
 ) -> tuple[str, dict[str, str]]:
-    """Pick Cartesian or polar coordinates from a user mapping and resolve the names."""
-    spec_keys = set(spec)
-
-    def pick(table: dict[str, tuple[str, ...]]) -> dict[str, str] | None:
-        chosen = {}
-        for canon, aliases in table.items():
-            found = [a for a in aliases if a in spec_keys]
-            if not found:
-                return None
-            chosen[canon] = spec[found[0]]
-        return chosen
-
-    cart, polar = pick(_CARTESIAN_KEYS), pick(_POLAR_KEYS)
-    if cart is not None:
-        coords, chosen = "cartesian", cart
-    elif polar is not None:
-        coords, chosen = "polar", polar
-    else:
-        raise LayoutError(
-            f"branches={dict(spec)} must map px, py, pz, E (or energy) or pt, eta, phi, mass "
-            "(or m) to branch names"
-        )
+    """Resolve the stored names of a canonical mapping (from :func:`_check_branches`)."""
+    spec = _check_branches(spec) or {}
+    coords = "cartesian" if "px" in spec else "polar"
     resolved = {}
     missing = []
-    for canon, name in chosen.items():
+    for canon, name in spec.items():
         r = _resolve(keys, name)
         if r is None:
             missing.append(name)
@@ -379,9 +753,13 @@ def _plan(
     if layout == "mapping" and branches is None:
         raise LayoutError("layout='mapping' needs branches={'px': ..., 'py': ..., 'pz': ..., 'E': ...}")
 
+    top = _top_form(tree)
     if layout in ("jetclass", "mapping"):
         spec = dict(branches) if branches is not None else dict(JETCLASS_BRANCHES)
         coords, constituent = _resolve_components(keys, spec, path, tree_name)
+        _check_jagged(
+            tree, top, {n: f"constituent {c}" for c, n in constituent.items()}, path, tree_name
+        )
         if jet_fields is None or jet_fields == "all":
             skip = _counter_names(tree, list(constituent.values()))
             names = [n for n in _scalar_fields(tree) if n not in skip]
@@ -431,6 +809,15 @@ def _plan(
         )
     needed = {role: _resolve(keyset, b) or b for role, b in wanted_names.items()}
     constituent = {c: _resolve(keyset, b) or b for c, b in constituent_names.items()}
+    _check_jagged(tree, top, {needed["jet_pt"]: f"{collection} pt"}, path, tree_name, "event")
+    _check_jagged(
+        tree, top, {n: f"{pf_collection} {c}" for c, n in constituent.items()}, path, tree_name,
+        "event",
+    )
+    _check_jagged(
+        tree, top, {needed["jet_idx"]: "jet index", needed["pf_idx"]: "PF-candidate index"},
+        path, tree_name, "event", "integer",
+    )
     prefix = f"{collection}_"
     members = sorted(
         {k[len(prefix) :] for k in keys if k.startswith((prefix, f"{collection}."))},
@@ -454,6 +841,16 @@ def _plan(
                 )
             chosen.append(member)
     fields = {f"jet_{m}": _resolve(keyset, prefix + m) or prefix + m for m in chosen}
+    for out_name, stored in list(fields.items()):
+        message = _jagged_problem(
+            tree, top, stored, path, tree_name, f"jet field {out_name}", "event", "value"
+        )
+        if message is None:
+            continue
+        if isinstance(jet_fields, list):
+            raise LayoutError(message)
+        log.debug("skipping jet field: %s", message)
+        del fields[out_name]
     return _Plan("nanoaod", "polar", constituent, fields, needed)
 
 
@@ -615,10 +1012,14 @@ def _build_jets(
         counts = flat[0][0]
         for (c, _), name in zip(flat[1:], list(plan.constituent.values())[1:], strict=True):
             if not np.array_equal(c, counts):
-                bad = int(np.flatnonzero(c != counts)[0])
-                raise LLoCaInputError(
-                    f"{where}: entry {start + bad}: branch {name!r} has {int(c[bad])} values "
-                    f"but {list(plan.constituent.values())[0]!r} has {int(counts[bad])}"
+                differ = c != counts
+                bad = int(np.flatnonzero(differ)[0])
+                raise LayoutError(
+                    f"{where}: entry {start + bad} (jet {bad} of the chunk): constituent branch "
+                    f"{name!r} has {int(c[bad])} values but {list(plan.constituent.values())[0]!r}"
+                    f" has {int(counts[bad])}; the constituent branches must hold one value per "
+                    f"constituent in every jet ({int(np.count_nonzero(differ))} of "
+                    f"{counts.shape[0]} jets in the chunk disagree)"
                 )
         raw = [f for _, f in flat]
         if plan.coords == "polar":
@@ -718,8 +1119,8 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
 
 
 def _check_on_invalid(on_invalid: str) -> None:
-    if on_invalid not in ("raise", "drop"):
-        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    if not isinstance(on_invalid, str) or on_invalid not in ("raise", "drop"):
+        raise LLoCaInputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
 
 
 def _entry_range(num_entries: int, entry_start: int | None, entry_stop: int | None) -> tuple[int, int]:
@@ -763,7 +1164,9 @@ def _open_planned(
     to read and clip the entry range; the file stays open inside the ``with`` block."""
     path, tree = _split_object_path(spelled, tree)
     with _open(path) as fobj:
-        tobj, tree_name = _select_tree(fobj, path, tree, collection)
+        tobj, tree_name = _select_tree(
+            fobj, path, tree, layout, collection, branches, pf_collection
+        )
         plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection)
         num_entries = int(tobj.num_entries)
         start, stop = _entry_range(num_entries, entry_start, entry_stop)
@@ -788,18 +1191,21 @@ def read_jets(
     Parameters
     ----------
     path : the ROOT file (``"file.root:tree"`` is accepted too).
-    tree : TTree/RNTuple name; None picks the only tree, else one of :data:`PREFERRED_TREES`,
-        else the first that looks like jets.
+    tree : TTree/RNTuple name; None picks the only tree, else among the trees that hold the
+        requested jet layout the first of :data:`PREFERRED_TREES`, else the first in the file.
     layout : ``"auto"``, ``"jetclass"`` (``"flat"``), ``"nanoaod"`` or ``"mapping"`` (see the
         module docstring).
     collection : NanoAOD jet collection, ``"FatJet"`` (default) or ``"Jet"``.
     branches : user mapping of constituent components to branch names, Cartesian
-        (``px, py, pz, E``) or polar (``pt, eta, phi, mass``); implies ``layout="mapping"``.
+        (``px, py, pz, E``; ``E`` also spelled ``energy``, ``e``, ``t``) or polar
+        (``pt, eta, phi, mass``; ``mass`` also ``m``, ``M``), one complete set of string
+        values; implies ``layout="mapping"``. Anything else raises :class:`LayoutError`.
     jet_fields : jet-level fields to carry. None: every scalar numeric branch (flat layouts)
         or :data:`NANOAOD_DEFAULT_JET_FIELDS` (NanoAOD); ``"all"``: every scalar branch /
-        every numeric ``<collection>_*`` branch; or a list of names.
+        every numeric ``<collection>_*`` branch; or a list of names (one name as a string).
     pf_collection : NanoAOD PF-candidate collection (``PFCands``).
-    entry_start, entry_stop : entry range (jets for flat layouts, events for NanoAOD).
+    entry_start, entry_stop : entry range (jets for flat layouts, events for NanoAOD);
+        integers, negative ones count from the end as in Python slicing.
     on_invalid : ``"raise"`` or ``"drop"`` for NaN/inf momenta, negative energies and
         E < |p| beyond rounding.
 
@@ -808,10 +1214,13 @@ def read_jets(
     ak.Array, one entry per jet: ``constituents`` (var * Momentum4D{px, py, pz, E}, float64,
     GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
     """
-    _check_on_invalid(on_invalid)
+    o = _check_options(
+        tree, layout, collection, branches, jet_fields, pf_collection, entry_start, entry_stop,
+        on_invalid,
+    )
     with _open_planned(
-        os.fspath(path), tree, layout, collection, branches, jet_fields, pf_collection,
-        entry_start, entry_stop,
+        _check_path(path), o.tree, o.layout, o.collection, o.branches, o.jet_fields,
+        o.pf_collection, o.entry_start, o.entry_stop,
     ) as t:
         arrays = _read_arrays(t.tobj, t.plan, t.path, t.tree_name, t.entry_start, t.entry_stop)
         return _build_jets(
@@ -822,14 +1231,21 @@ def read_jets(
 def _expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    elif not isinstance(paths, Iterable):
+        _check_path(paths)
     out: list[str] = []
     for p in paths:
-        p = os.fspath(p)
+        p = _check_path(p)
         if any(ch in p for ch in "*?["):
             matches = sorted(glob.glob(p))
+            suffix = ""
+            if not matches and ":" in p:  # "dir/*.root:tree"
+                head, _, tail = p.rpartition(":")
+                if head and tail and not any(ch in tail for ch in "*?[/"):
+                    matches, suffix = sorted(glob.glob(head)), f":{tail}"
             if not matches:
                 raise MissingFileError(f"no file matches {p}")
-            out.extend(matches)
+            out.extend(m + suffix for m in matches)
         else:
             out.append(p)
     return out
@@ -856,10 +1272,22 @@ def iterate_jets(
     memory size such as ``"100 MB"`` (converted per file by uproot from the branches read).
     ``entry_start``/``entry_stop`` apply to every file. Other options as in :func:`read_jets`.
     Yields :class:`JetChunk` (``jets``, ``file``, ``entry_start``, ``entry_stop``, ...);
-    chunks of one file are contiguous and in order. Each file is opened once.
+    chunks of one file are contiguous and in order. Each file is opened once. Bad options and
+    unmatched globs raise at the call; problems of a file when its turn comes. A tree without
+    entries yields nothing.
     """
-    _check_on_invalid(on_invalid)
+    o = _check_options(
+        tree, layout, collection, branches, jet_fields, pf_collection, entry_start, entry_stop,
+        on_invalid,
+    )
+    step = _check_step_size(step_size)
     files = _expand_paths(paths)
+    return _iterate_files(files, o, step, on_invalid, progress)
+
+
+def _iterate_files(
+    files: list[str], o: _Options, step_size: int | str, on_invalid: str, progress: bool
+) -> Iterator[JetChunk]:
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -868,8 +1296,8 @@ def iterate_jets(
     try:
         for spelled in files:
             with _open_planned(
-                spelled, tree, layout, collection, branches, jet_fields, pf_collection,
-                entry_start, entry_stop,
+                spelled, o.tree, o.layout, o.collection, o.branches, o.jet_fields,
+                o.pf_collection, o.entry_start, o.entry_stop,
             ) as t:
                 if isinstance(step_size, str):
                     try:
@@ -880,9 +1308,8 @@ def iterate_jets(
                             f"{type(err).__name__}: {err}"
                         ) from err
                 else:
-                    step = int(step_size)
-                if step < 1:
-                    step = 1
+                    step = step_size
+                step = max(step, 1)  # a memory size below one entry reads one entry per chunk
                 for lo in range(t.entry_start, t.entry_stop, step):
                     hi = min(lo + step, t.entry_stop)
                     arrays = _read_arrays(t.tobj, t.plan, t.path, t.tree_name, lo, hi)
