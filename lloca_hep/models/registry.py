@@ -12,7 +12,7 @@ from .graphnet import LLoCaGraphNet
 from .plain import PlainJetTransformer
 from .transformer import LLoCaTransformer
 
-__all__ = ["MODELS", "build_model", "model_name"]
+__all__ = ["MODELS", "SIZE_OPTIONS", "build_model", "check_config", "model_name"]
 
 #: Registered model classes by name.
 MODELS: dict[str, type[nn.Module]] = {
@@ -22,19 +22,53 @@ MODELS: dict[str, type[nn.Module]] = {
     "plain_transformer": PlainJetTransformer,
 }
 
+#: Constructor options that are widths or counts: integers >= 1 (``num_classes`` may be None).
+SIZE_OPTIONS = ("hidden", "blocks", "heads", "layers", "neighbours", "num_vectors", "mlp_ratio",
+                "frames_hidden", "frames_key_dim", "num_classes")
 
-def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
-    """Construct ``MODELS[name](**config)``; unknown names raise ``KeyError`` listing the choices."""
+
+def _options(cls: type[nn.Module]) -> list[str]:
+    return [p for p in inspect.signature(cls).parameters if p != "self"]
+
+
+def check_config(name: str, config: dict[str, Any] | None = None) -> None:
+    """Check ``config`` for ``MODELS[name]`` without building the model.
+
+    Raises ``KeyError`` for an unknown model and ``ValueError`` naming the option for an option
+    the model does not take or a size (:data:`SIZE_OPTIONS`) that is not an integer >= 1.
+    """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
     cls = MODELS[name]
+    config = dict(config or {})
     try:
-        return cls(**(config or {}))
-    except TypeError as err:  # an option the model does not take, e.g. frames= for a baseline
-        params = [p for p in inspect.signature(cls).parameters if p != "self"]
+        inspect.signature(cls).bind(**config)
+    except TypeError as err:
         raise ValueError(
             f"model {name!r} does not accept the configuration {config!r} ({err}); "
-            f"its options are: {params}"
+            f"its options are: {_options(cls)}"
+        ) from err
+    for key in SIZE_OPTIONS:
+        if key not in config or (key == "num_classes" and config[key] is None):
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"model {name!r}: option {key!r} must be an integer >= 1, got {value!r}"
+            )
+
+
+def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Construct ``MODELS[name](**config)`` after :func:`check_config`; unknown names raise
+    ``KeyError`` listing the choices, bad options ``ValueError`` naming the option."""
+    check_config(name, config)
+    cls = MODELS[name]
+    try:
+        return cls(**(config or {}))
+    except TypeError as err:  # a value of the wrong type inside the constructor
+        raise ValueError(
+            f"model {name!r} does not accept the configuration {config!r} ({err}); "
+            f"its options are: {_options(cls)}"
         ) from err
 
 

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from .cli import EXIT_BAD_INPUT, register
+from .._exitcodes import run_command
+from .cli import register
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,13 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    return int(args.func(args))
+    return run_command(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ from lloca_hep.tagger import atomic_torch_save
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "lloca-hep-checkpoint"
 CHECKPOINT_VERSION = 1
+CORRUPT = "the checkpoint file is truncated or corrupt"
+START_OVER = ("it cannot be resumed: restore a complete copy, or move it away (or choose "
+              "another output directory) to start a new run")
 
 
 class CheckpointError(ValueError):
@@ -90,19 +95,50 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _check_archive(path: Path) -> None:
+    """CheckpointError unless ``path`` is a complete zip archive (what ``torch.save`` writes)
+    whose members all pass their CRC check: a cut-off file has no zip index, and torch itself
+    does not notice damaged tensor data."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            path, f"{CORRUPT} ({size} bytes, not a complete torch archive); {START_OVER}"
+        ) from exc
+    if bad is not None:
+        raise CheckpointError(path, f"{CORRUPT} ({bad} fails its CRC check); {START_OVER}")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``, on CPU)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``, on CPU).
+
+    A truncated or damaged file raises :class:`CheckpointError` naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint")
+    _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refuses anything but plain data
+        raise CheckpointError(
+            path, "holds objects other than tensors, numbers and strings (refused by "
+                  "torch.load(weights_only=True)): not a lloca-hep training checkpoint, or "
+                  "corrupt") from exc
     except Exception as exc:
-        raise CheckpointError(path, f"unreadable checkpoint ({exc})") from exc
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CheckpointError(
+            path, f"{CORRUPT} (torch cannot read it: {detail}); {START_OVER}"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(path, "not a lloca-hep training checkpoint")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(path, f"checkpoint version {payload.get('version')} is too new")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(path, f"invalid checkpoint version {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(path, f"checkpoint version {version} is too new")
     try:
         meta = json.loads(payload["meta"])
         return Checkpoint(

@@ -11,49 +11,15 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
-from .._argtypes import positive_int
+from .._argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from .._exitcodes import EXIT_OK, guard
 
 log = logging.getLogger("lloca_hep")
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-#: Exceptions that mean "the input (files, options, model file) is wrong", exit code 2.
-BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # includes LLoCaInputError, TaggerFileError, CheckpointError, LabelError
-    KeyError,
-    FileNotFoundError,
-    FileExistsError,
-    IsADirectoryError,
-    NotADirectoryError,
-)
 FRAME_CHOICES = ("learned", "global", "random", "identity", "rotations", "beam_rotations")
 SECONDS_PER_MINUTE = 60.0
-
-
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn exceptions into log messages and exit codes (2 bad input, 1 failure)."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except KeyboardInterrupt:
-            raise
-        except BAD_INPUT_ERRORS as exc:
-            log.error("%s", exc)
-            log.debug("details", exc_info=True)
-            return EXIT_BAD_INPUT
-        except Exception as exc:
-            log.error("%s failed: %s: %s", args.command, type(exc).__name__, exc)
-            log.debug("details", exc_info=True)
-            return EXIT_FAILURE
-
-    wrapped.__name__ = func.__name__
-    wrapped.__doc__ = func.__doc__
-    return wrapped
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -85,7 +51,7 @@ def _format_metrics(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- handlers
-@_guard
+@guard
 def _cmd_train(args: argparse.Namespace) -> int:
     from .loop import train
 
@@ -115,20 +81,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_val_jets=args.max_val_jets,
         num_threads=args.threads,
         progress=not args.no_progress,
+        tree=args.tree,
     )
     best = result.metadata.get("validation", {})
     print(f"saved {result.tagger_path}")
     print(f"  epochs {result.epochs_completed} (stopped by {result.stopped_reason}), "
           f"best epoch {result.best_epoch}, training time "
           f"{result.metadata['training_time_s']:.0f} s")
-    if best:
-        print(f"  validation: loss {best.get('loss', float('nan')):.4f}, "
-              f"accuracy {best.get('accuracy', float('nan')):.4f}, "
-              f"AUC {best.get('auc', float('nan')):.4f}")
+    if best:  # accuracy and AUC are missing when the validation jets have one class
+        print("  validation: " + ", ".join(
+            f"{name} {best[key]:.4f}" if isinstance(best.get(key), float) else f"{name} n/a"
+            for name, key in (("loss", "loss"), ("accuracy", "accuracy"), ("AUC", "auc"))))
     return EXIT_OK
 
 
-@_guard
+@guard
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_files
 
@@ -141,13 +108,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         label_branch=args.label_branch,
         max_jets=args.max_jets,
         progress=not args.no_progress,
+        tree=args.tree,
     )
     print(f"evaluated {result['model']} on {result['n_jets'] + result['n_empty']} jets")
     print(_format_metrics(result))
     return EXIT_OK
 
 
-@_guard
+@guard
 def _cmd_tag(args: argparse.Namespace) -> int:
     from .tag import tag_file
 
@@ -160,6 +128,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         device=args.device,
         batch_size=args.batch_size,
+        tree=args.tree,
         progress=not args.no_progress,
     )
     print(
@@ -175,6 +144,9 @@ def _common(p: argparse.ArgumentParser, threads: bool = True) -> None:
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--tree", default=None, metavar="NAME",
+                   help="TTree/RNTuple with the jets (default: the tree that holds a jet "
+                        "layout; FILE:NAME works too)")
     if threads:
         p.add_argument("--threads", type=positive_int, default=None,
                        help="torch CPU threads (default: torch's choice; 1 is fastest on a "
@@ -216,8 +188,10 @@ def register(subparsers: Any) -> None:
                    help="extra model keyword arguments as JSON, e.g. '{\"hidden\": 32}'")
     p.add_argument("--epochs", type=positive_int, default=20, help="epochs (default 20)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="peak learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=1e-2,
+                   help="AdamW weight decay")
     p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default="cosine",
                    help="learning-rate schedule (default cosine with warm-up)")
     p.add_argument("--max-constituents", type=positive_int, default=64,
@@ -229,9 +203,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-budget", type=positive_float, default=None, metavar="MINUTES",
                    help="stop after this many minutes; the LR schedule anneals within it")
-    p.add_argument("--patience", type=int, default=5,
+    p.add_argument("--patience", type=non_negative_int, default=5,
                    help="early stopping after N epochs without improvement (0: off)")
     p.add_argument("--max-jets", type=positive_int, default=None,
                    help="use only the first N training jets")
@@ -282,6 +256,7 @@ def register(subparsers: Any) -> None:
                    help="chunk size: entries (e.g. 100000) or memory (e.g. '50 MB')")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="jets per forward pass")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT if it exists (only a regular file, never an input)")
     _common(p)
     p.set_defaults(func=_cmd_tag)

@@ -88,10 +88,11 @@ def _chunk_where(chunk: Any) -> str:
     return f"{file} entries {start}-{stop}" if start is not None else str(file)
 
 
-def _iterate(paths: list[str], step_size: str | int, label_branch: str) -> Iterator[Any]:
+def _iterate(paths: list[str], step_size: str | int, label_branch: str,
+             tree: str | None = None) -> Iterator[Any]:
     from lloca_hep.io import iterate_jets
 
-    yield from iterate_jets(paths, step_size=step_size, jet_fields=[label_branch])
+    yield from iterate_jets(paths, step_size=step_size, jet_fields=[label_branch], tree=tree)
 
 
 def _trim(p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +165,13 @@ class StreamingDataset:
         step_size: str | int = DEFAULT_STEP_SIZE,
         holdout_every: int | None = None,
         holdout: bool = False,
+        counts: tuple[int, int] | None = None,
+        tree: str | None = None,
     ) -> None:
         self.files = list(files)
+        self.tree = tree
+        #: ``(n_background, n_signal)`` when known (counted while reading), else None.
+        self.counts = counts
         self.max_constituents = int(max_constituents)
         self.label_branch = label_branch
         self.step_size = step_size
@@ -181,7 +187,7 @@ class StreamingDataset:
 
     def _chunks(self, file_order: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         position = 0
-        for chunk in _iterate(file_order, self.step_size, self.label_branch):
+        for chunk in _iterate(file_order, self.step_size, self.label_branch, self.tree):
             jets = chunk.jets
             n = len(jets)
             if n == 0:
@@ -234,11 +240,12 @@ def load_dataset(
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
     max_jets: int | None = None,
     progress: bool = True,
+    tree: str | None = None,
 ) -> Dataset:
     """Read ``files`` into a :class:`PaddedDataset`, or a :class:`StreamingDataset` when the
     padded arrays would exceed ``memory_limit_bytes``.
 
-    ``max_jets`` keeps only the first ``max_jets`` jets (in file order). Jets without
+    ``tree`` names the TTree/RNTuple (default: the one that holds jets). ``max_jets`` keeps only the first ``max_jets`` jets (in file order). Jets without
     constituents are dropped (with a warning) since they carry no information.
     """
     from tqdm.auto import tqdm
@@ -247,10 +254,11 @@ def load_dataset(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     nbytes = 0
     n_jets = 0
+    n_signal = 0
     streaming = False
     with tqdm(desc="reading " + (paths[0] if len(paths) == 1 else f"{len(paths)} files"),
               unit=" jets", disable=not progress, leave=False) as bar:
-        for chunk in _iterate(paths, step_size, label_branch):
+        for chunk in _iterate(paths, step_size, label_branch, tree):
             jets = chunk.jets
             if max_jets is not None:
                 jets = jets[: max(max_jets - n_jets, 0)]
@@ -271,7 +279,9 @@ def load_dataset(
                     streaming = True
                     parts.clear()
             else:
-                extract_labels(jets, label_branch, _chunk_where(chunk), chunk.entry_start)
+                labels = extract_labels(jets, label_branch, _chunk_where(chunk),
+                                        chunk.entry_start)
+            n_signal += int(labels.sum())
             n_jets += n
             bar.update(n)
     if n_jets == 0:
@@ -280,13 +290,35 @@ def load_dataset(
         if max_jets is not None:
             raise ValueError("max_jets is only supported for data that fit in memory")
         return StreamingDataset(paths, max_constituents=max_constituents, n_jets=n_jets,
-                                label_branch=label_branch, step_size=step_size)
+                                label_branch=label_branch, step_size=step_size, tree=tree,
+                                counts=(n_jets - n_signal, n_signal))
     data = PaddedDataset(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
     )
     return data.drop_empty()
+
+
+def class_counts(data: Dataset) -> tuple[int, int] | None:
+    """``(n_background, n_signal)`` of ``data``; None when unknown (a streamed hold-out split)."""
+    if isinstance(data, PaddedDataset):
+        n_signal = int(np.count_nonzero(data.labels))
+        return len(data) - n_signal, n_signal
+    return data.counts
+
+
+def single_class(data: Dataset) -> int | None:
+    """The one class (0 or 1) that all jets of ``data`` have, or None (both, or unknown)."""
+    counts = class_counts(data)
+    if counts is None or (counts[0] > 0 and counts[1] > 0):
+        return None
+    return 1 if counts[1] > 0 else 0
+
+
+def describe_class(label: int) -> str:
+    """``"1 (signal)"`` or ``"0 (background)"``, for messages."""
+    return "1 (signal)" if label else "0 (background)"
 
 
 def split_dataset(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -304,7 +336,7 @@ def split_dataset(data: Dataset, val_fraction: float, seed: int) -> tuple[Datase
     every = max(2, int(round(1.0 / val_fraction)))
     common: dict[str, Any] = dict(max_constituents=data.max_constituents,
                                   label_branch=data.label_branch, step_size=data.step_size,
-                                  holdout_every=every)
+                                  holdout_every=every, tree=data.tree)
     n_val = -(-len(data) // every)
     train = StreamingDataset(data.files, n_jets=len(data) - n_val, holdout=False, **common)
     val = StreamingDataset(data.files, n_jets=n_val, holdout=True, **common)

@@ -9,15 +9,23 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lloca_hep.tagger import EmptyJetWarning, Tagger, load_tagger
+from lloca_hep.tagger import EmptyJetWarning, NonFiniteScoreWarning, Tagger, load_tagger
 
+from .._files import atomic_output, check_output_dir, output_directory
 from . import metrics
-from .data import DEFAULT_LABEL_BRANCH, DEFAULT_STEP_SIZE, _as_paths, _chunk_where, extract_labels
+from .data import (
+    DEFAULT_LABEL_BRANCH,
+    DEFAULT_STEP_SIZE,
+    LabelError,
+    _as_paths,
+    _chunk_where,
+    describe_class,
+    extract_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,7 @@ def score_labelled(
     step_size: str | int = DEFAULT_STEP_SIZE,
     max_jets: int | None = None,
     progress: bool = True,
+    tree: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Score every jet of ``files``: ``(labels int64 (n,), scores float32 (n,), seconds)``.
 
@@ -49,7 +58,8 @@ def score_labelled(
     seconds = 0.0
     n = 0
     with tqdm(desc="scoring", unit=" jets", disable=not progress, leave=False) as bar:
-        for chunk in iterate_jets(paths, step_size=step_size, jet_fields=[label_branch]):
+        for chunk in iterate_jets(paths, step_size=step_size, jet_fields=[label_branch],
+                                  tree=tree):
             jets = chunk.jets
             if max_jets is not None:
                 jets = jets[: max(max_jets - n, 0)]
@@ -61,6 +71,7 @@ def score_labelled(
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyJetWarning)
+                warnings.simplefilter("ignore", NonFiniteScoreWarning)
                 scores = tagger.score(jets)
             seconds += time.perf_counter() - t0
             all_labels.append(labels.astype(np.int64))
@@ -82,16 +93,28 @@ def evaluate(
     max_jets: int | None = None,
     label: str | None = None,
     progress: bool = True,
+    tree: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy, ROC AUC and background rejection 1/eps_B at eps_S = 0.3 and 0.5 of ``tagger``.
 
     Jets without constituents (NaN score) are left out and counted in ``n_empty``. With
     ``output_dir`` also writes ``metrics.json``, ``roc.png`` and ``scores.png`` there and adds
     their paths under ``"files"``. Also reports ``jets_per_second`` of :meth:`Tagger.score`.
+    Files whose jets all have the same label are refused (:class:`LabelError`): the ROC curve
+    and AUC need signal and background jets.
     """
+    if output_dir is not None:
+        check_output_dir(output_dir)
     labels, scores, seconds = score_labelled(tagger, files, label_branch=label_branch,
                                              step_size=step_size, max_jets=max_jets,
-                                             progress=progress)
+                                             progress=progress, tree=tree)
+    classes = np.unique(labels)
+    if classes.size < 2:
+        raise LabelError(
+            f"{', '.join(_as_paths(files))}: label branch {label_branch!r} holds only class "
+            f"{describe_class(int(classes[0]))} in all {labels.size} jets; the ROC curve, AUC "
+            "and background rejection need both signal (1) and background (0) jets"
+        )
     extra = {
         "jets_per_second": float(labels.size / seconds) if seconds > 0 else None,
         "model": tagger.model_name,
@@ -127,13 +150,14 @@ def report(
     if output_dir is not None:
         from .plots import plot_roc, plot_score_histograms
 
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        eps_b, eps_s, _ = metrics.roc_curve(labels[valid], scores[valid])
-        roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label, auc=result["auc"])
-        hists = plot_score_histograms(labels[valid], scores[valid], out / SCORES_NAME)
-        result["files"] = {"roc": str(roc), "scores": str(hists), "metrics": str(out / METRICS_NAME)}
-        (out / METRICS_NAME).write_text(json.dumps(_finite(result), indent=1, sort_keys=True))
+        with output_directory(output_dir) as out:  # removed again if it stays empty on failure
+            eps_b, eps_s, _ = metrics.roc_curve(labels[valid], scores[valid])
+            roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label, auc=result["auc"])
+            hists = plot_score_histograms(labels[valid], scores[valid], out / SCORES_NAME)
+            result["files"] = {"roc": str(roc), "scores": str(hists),
+                               "metrics": str(out / METRICS_NAME)}
+            with atomic_output(out / METRICS_NAME) as tmp:
+                tmp.write_text(json.dumps(_finite(result), indent=1, sort_keys=True))
     return result
 
 
@@ -152,8 +176,11 @@ def evaluate_files(
     step_size: str | int = DEFAULT_STEP_SIZE,
     max_jets: int | None = None,
     progress: bool = True,
+    tree: str | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate` of the tagger file ``model`` (None: the shipped tagger) on ``files``."""
+    if output_dir is not None:
+        check_output_dir(output_dir)  # before the tagger is loaded
     tagger = load_tagger(model, device=device)
     return evaluate(tagger, files, output_dir=output_dir, label_branch=label_branch,
-                    step_size=step_size, max_jets=max_jets, progress=progress)
+                    step_size=step_size, max_jets=max_jets, progress=progress, tree=tree)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,9 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lloca_hep.tagger import Tagger, resolve_device
+from lloca_hep.tagger import MAX_CONSTITUENTS_LIMIT, Tagger, resolve_device
 
+from .._files import atomic_output, check_output_dir, output_directory
 from . import metrics
+from ._checks import check_inputs_exist, require_number
 from .checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
@@ -38,8 +41,12 @@ from .data import (
     DEFAULT_MEMORY_LIMIT_BYTES,
     DEFAULT_STEP_SIZE,
     Dataset,
+    LabelError,
     PaddedDataset,
+    _as_paths,
+    describe_class,
     load_dataset,
+    single_class,
     split_dataset,
 )
 from .schedule import SCHEDULES, LRSchedule
@@ -175,6 +182,7 @@ def train(
     step_size: str | int = DEFAULT_STEP_SIZE,
     progress: bool = True,
     on_batch_end: BatchCallback | None = None,
+    tree: str | None = None,
 ) -> TrainResult:
     """Train a model of :mod:`lloca_hep.models` on ROOT files and save it as a tagger.
 
@@ -183,7 +191,7 @@ def train(
     train_files, val_files:
         ROOT files read with :func:`lloca_hep.io.iterate_jets`; ``label_branch`` holds 0/1
         (1 = signal). Without ``val_files`` a seeded ``val_fraction`` of the training jets is
-        held out.
+        held out. ``tree`` names the TTree/RNTuple in them (default: the one holding jets).
     output_dir:
         Receives ``checkpoint.pt`` (every epoch), ``history.json`` and the final ``tagger.pt``
         (the weights with the lowest validation loss).
@@ -212,47 +220,181 @@ def train(
     on_batch_end:
         Called as ``on_batch_end(epoch, batch_index, loss)`` after each optimizer step
         (epochs and batches counted from 0).
-    """
-    from tqdm.auto import tqdm
 
-    from lloca_hep import models as model_registry
+    Errors
+    ------
+    Settings out of range (``epochs``, ``batch_size``, ``max_constituents``, ``patience`` < 1,
+    ``lr``, ``weight_decay``, ``grad_clip`` < 0, ``time_budget_s`` <= 0, non-finite numbers),
+    bad model options, missing input files, an ``output_dir`` that is a file, and an unreadable
+    checkpoint raise :class:`ValueError` (or ``FileNotFoundError``) before any data are read.
+    Training data whose jets all have one label raise :class:`~.data.LabelError`; validation
+    data with one label only log a warning (AUC undefined; the loss still picks the best
+    epoch). A run that completes no epoch, or no epoch with a finite validation loss, raises
+    ``RuntimeError`` and writes no ``tagger.pt``. When the run fails, the directories it
+    created for ``output_dir`` are removed again if they are still empty.
+    """
+    from lloca_hep.models.registry import check_config
 
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     model = resolve_model_name(model)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError("epochs and batch_size must be >= 1")
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = resolve_device(device)
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                    time_budget_s=time_budget_s, patience=patience, grad_clip=grad_clip,
+                    max_constituents=max_constituents)
+    config = dict(model_config or {})
+    if frames is not None:
+        config["frames"] = frames
+    check_config(model, config)  # a bad option fails before any data are read
+    train_paths = _as_paths(train_files)
+    val_paths = None if val_files is None else _as_paths(val_files)
+    check_inputs_exist(train_paths, "training")
+    if val_paths is not None:
+        check_inputs_exist(val_paths, "validation")
+    _warn_overlap(train_paths, val_paths)
+    out_dir = check_output_dir(output_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
         raise FileExistsError(
             f"{ckpt_path} exists: pass resume=True (--resume) to continue that run, or choose "
             "another output directory"
         )
+    # read (and so check) the checkpoint before the data
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if resume and ckpt is None:
+        log.warning("no checkpoint in %s; starting a new run", out_dir)
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    dev = resolve_device(device)
 
-    config = dict(model_config or {})
-    if frames is not None:
-        config["frames"] = frames
+    # an output directory this run creates is removed again if the run fails leaving it empty
+    with output_directory(out_dir):
+        return _train(
+            train_paths, val_paths, out_dir, ckpt, model=model, config=config, dev=dev,
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            schedule=schedule, max_constituents=max_constituents, label_branch=label_branch,
+            seed=seed, time_budget_s=time_budget_s, patience=patience,
+            val_fraction=val_fraction, grad_clip=grad_clip, max_jets=max_jets,
+            max_val_jets=max_val_jets, memory_limit_bytes=memory_limit_bytes,
+            step_size=step_size, progress=progress, on_batch_end=on_batch_end, tree=tree,
+        )
+
+
+def _check_settings(*, epochs: int, batch_size: int, lr: float, weight_decay: float,
+                    time_budget_s: float | None, patience: int | None, grad_clip: float | None,
+                    max_constituents: int) -> None:
+    """ValueError naming the first setting of :func:`train` that is out of range."""
+    def bad_count(value: object) -> bool:
+        return isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+
+    for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                        ("max_constituents", max_constituents)):
+        if bad_count(value):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if max_constituents > MAX_CONSTITUENTS_LIMIT:
+        raise ValueError(f"max_constituents must be at most {MAX_CONSTITUENTS_LIMIT} (the limit "
+                         f"of tagger files), got {max_constituents}")
+    if patience is not None and bad_count(patience):
+        raise ValueError(f"patience must be an integer >= 1 or None (off), got {patience!r}")
+    require_number("lr", lr, positive=False)  # lr=0 keeps the weights (tests of the loop)
+    require_number("weight_decay", weight_decay, positive=False)
+    if time_budget_s is not None:
+        require_number("time_budget_s", time_budget_s)
+    if grad_clip is not None:
+        require_number("grad_clip", grad_clip, positive=False)
+
+
+def _warn_overlap(train_paths: list[str], val_paths: list[str] | None) -> None:
+    """Warn when a validation file is also a training file (the validation loss is then
+    meaningless for early stopping and the choice of the best epoch)."""
+    if not val_paths:
+        return
+    for v in val_paths:
+        for t in train_paths:
+            try:
+                same = os.path.samefile(v, t)
+            except OSError:  # missing files (or path:tree spellings) are reported when read
+                same = False
+            if same:
+                log.warning("validation file %s is also a training file (%s): the validation "
+                            "loss does not measure generalisation", v, t)
+
+
+def _require_both_classes(data: Dataset, paths: list[str], label_branch: str) -> None:
+    """LabelError when every training jet has the same label."""
+    only = single_class(data)
+    if only is not None:
+        raise LabelError(
+            f"{', '.join(paths)}: label branch {label_branch!r} holds only class "
+            f"{describe_class(only)} in all {len(data)} training jets; training needs both "
+            "signal (1) and background (0) jets"
+        )
+
+
+def _warn_single_class(data: Dataset, paths: list[str] | None, label_branch: str) -> None:
+    """Warn when every validation jet has the same label (AUC and rejections are undefined)."""
+    only = single_class(data)
+    if only is not None:
+        where = ", ".join(paths) if paths else "the held-out training jets"
+        log.warning(
+            "validation set (%s): label branch %r holds only class %s in all %d jets; the "
+            "validation AUC, accuracy and rejections are undefined, only the validation loss "
+            "(which picks the best epoch) is reported", where, label_branch,
+            describe_class(only), len(data))
+
+
+def _train(
+    train_paths: list[str],
+    val_paths: list[str] | None,
+    out_dir: Path,
+    ckpt: Checkpoint | None,
+    *,
+    model: str,
+    config: dict[str, Any],
+    dev: torch.device,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    schedule: str,
+    max_constituents: int,
+    label_branch: str,
+    seed: int,
+    time_budget_s: float | None,
+    patience: int | None,
+    val_fraction: float,
+    grad_clip: float | None,
+    max_jets: int | None,
+    max_val_jets: int | None,
+    memory_limit_bytes: int,
+    step_size: str | int,
+    progress: bool,
+    on_batch_end: BatchCallback | None,
+    tree: str | None,
+) -> TrainResult:
+    """The body of :func:`train`, once its arguments are checked and ``out_dir`` exists."""
+    from tqdm.auto import tqdm
+
+    from lloca_hep import models as model_registry
+
+    ckpt_path = out_dir / CHECKPOINT_NAME
 
     # ---------------------------------------------------------------- data
     t_data = time.perf_counter()
-    data = load_dataset(train_files, max_constituents=max_constituents, label_branch=label_branch,
+    data = load_dataset(train_paths, max_constituents=max_constituents, label_branch=label_branch,
                         step_size=step_size, memory_limit_bytes=memory_limit_bytes,
-                        max_jets=max_jets, progress=progress)
-    if val_files is None:
+                        max_jets=max_jets, progress=progress, tree=tree)
+    _require_both_classes(data, train_paths, label_branch)
+    if val_paths is None:
         train_data, val_data = split_dataset(data, val_fraction, seed)
     else:
         train_data = data
-        val_data = load_dataset(val_files, max_constituents=max_constituents,
+        val_data = load_dataset(val_paths, max_constituents=max_constituents,
                                 label_branch=label_branch, step_size=step_size,
                                 memory_limit_bytes=memory_limit_bytes, max_jets=max_val_jets,
-                                progress=progress)
+                                progress=progress, tree=tree)
     if max_val_jets is not None and isinstance(val_data, PaddedDataset) and len(val_data) > max_val_jets:
         val_data = val_data.subset(np.arange(max_val_jets))
+    _warn_single_class(val_data, val_paths, label_branch)
     log.info("data: %d training and %d validation jets (read in %.1f s)", len(train_data),
              len(val_data), time.perf_counter() - t_data)
 
@@ -271,7 +413,7 @@ def train(
         "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
         "max_constituents": max_constituents, "label_branch": label_branch, "seed": seed,
         "time_budget_s": time_budget_s, "patience": patience, "grad_clip": grad_clip,
-        "val_fraction": None if val_files is not None else val_fraction,
+        "val_fraction": None if val_paths is not None else val_fraction,
         "max_jets": max_jets, "max_val_jets": max_val_jets,
     }
     history: list[dict[str, Any]] = []
@@ -282,8 +424,7 @@ def train(
     start_epoch = 0
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
+    if ckpt is not None:
         old = ckpt.meta.get("settings", {})
         for key in ("model_name", "config", "batch_size", "max_constituents", "label_branch",
                     "seed", "schedule"):
@@ -307,8 +448,6 @@ def train(
         log.info("resuming from %s after epoch %d", ckpt_path, start_epoch)
         if ckpt.meta.get("finished"):
             start_epoch = max(start_epoch, epochs)
-    elif resume:
-        log.warning("no checkpoint in %s; starting a new run", out_dir)
 
     stopped = "epochs"
     if start_epoch >= epochs:
@@ -405,12 +544,19 @@ def train(
             break
 
     # ---------------------------------------------------------------- final tagger
+    if not history:
+        raise RuntimeError(f"no epoch was completed; {out_dir / TAGGER_NAME} was not written")
+    if best_epoch < 1:
+        raise RuntimeError(
+            f"no epoch reached a finite validation loss (last: {history[-1].get('val_loss')}); "
+            f"{out_dir / TAGGER_NAME} was not written"
+        )
     net.load_state_dict(best_state)
     best = next((h for h in history if h["epoch"] == best_epoch), {})
     metadata = {
         "training": settings,
-        "train_files": [os.fspath(f) for f in ([train_files] if isinstance(train_files, (str, os.PathLike)) else train_files)],
-        "val_files": None if val_files is None else [os.fspath(f) for f in ([val_files] if isinstance(val_files, (str, os.PathLike)) else val_files)],
+        "train_files": train_paths,
+        "val_files": val_paths,
         "n_train_jets": len(train_data),
         "n_val_jets": len(val_data),
         "n_parameters": n_params,
@@ -424,7 +570,8 @@ def train(
     }
     tagger = Tagger(net, model, max_constituents, metadata=_json_safe(metadata), device=dev)
     tagger_path = tagger.save(out_dir / TAGGER_NAME)
-    (out_dir / HISTORY_NAME).write_text(json.dumps(_json_safe(history), indent=1))
+    with atomic_output(out_dir / HISTORY_NAME) as tmp:
+        tmp.write_text(json.dumps(_json_safe(history), indent=1))
     log.info("saved %s (best epoch %d of %d, stopped by %s)", tagger_path, best_epoch,
              len(history), stopped)
     return TrainResult(tagger=tagger, tagger_path=tagger_path, output_dir=out_dir,

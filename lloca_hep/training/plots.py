@@ -7,11 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from lloca_hep._files import atomic_output
+
 #: Bins of the score histogram over [0, 1].
 SCORE_BINS = 50
 FIGSIZE = (8.0, 7.0)
 LEGEND_FONTSIZE = 16
 DPI = 110
+
+
+def _save(fig: object, path: Path) -> None:
+    """Write ``fig`` to ``path`` atomically (format from the suffix, PNG by default)."""
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_output(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=DPI, format=fmt)  # type: ignore[attr-defined]
 
 
 def _figure():
@@ -43,7 +52,7 @@ def plot_roc(eps_b: np.ndarray, eps_s: np.ndarray, path: str | os.PathLike[str],
         ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
         ax.legend(loc="upper right", fontsize=LEGEND_FONTSIZE)
         fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
+        _save(fig, path)
     return path
 
 
@@ -72,5 +81,5 @@ def plot_score_histograms(labels: np.ndarray, scores: np.ndarray, path: str | os
         ax.set_ylabel("normalised jets")
         ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
         fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
+        _save(fig, path)
     return path

@@ -9,10 +9,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
 from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
-from lloca_hep.tagger import EmptyJetWarning, Tagger, load_tagger
+from lloca_hep.tagger import EmptyJetWarning, NonFiniteScoreWarning, Tagger, load_tagger
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,24 @@ def tag_file(
     constituents get NaN (one warning at the end).
 
     Returns a summary: ``output``, ``tree``, ``branch``, ``n_entries``, ``n_jets``, ``n_empty``,
+    ``n_nonfinite`` (jets with constituents whose score is not finite),
     ``seconds`` (end to end) and ``jets_per_second``.
     """
     from tqdm.auto import tqdm
 
-    from lloca_hep.io import FriendTreeWriter, iterate_jets
+    from lloca_hep._files import resolve_inputs
+    from lloca_hep.io import FriendTreeWriter, OutputError, iterate_jets
 
     t0 = time.perf_counter()
     input_path = os.fspath(input)
-    output_path = Path(output)
+    real = resolve_inputs([input_path])
+    if len(real) > 1:
+        raise OutputError(
+            f"{input_path} matches {len(real)} files; a friend tree belongs to one input file: "
+            "tag each file into its own output (or use lloca_hep.score_files)"
+        )
+    # the output is checked against the real input file before anything is loaded or written
+    writer = FriendTreeWriter(Path(output), FRIEND_TREE, overwrite=overwrite, inputs=[input_path])
     if isinstance(model, Tagger):
         tagger = model
     else:
@@ -61,33 +71,39 @@ def tag_file(
         tagger.batch_size = int(batch_size)
     n_jets = 0
     n_empty = 0
+    n_nonfinite = 0
     chunks = iterate_jets(input_path, step_size=step_size, tree=tree, layout=layout,
                           collection=collection, jet_fields=[])
     bar = tqdm(desc=f"tagging {os.path.basename(input_path)}", unit=" entries",
                disable=not progress)
     try:
-        with FriendTreeWriter(output_path, FRIEND_TREE, overwrite=overwrite,
-                              inputs=[input_path]) as writer:
+        with writer:
             for chunk in chunks:
                 if bar.total is None and chunk.num_entries >= 0:
                     bar.total = chunk.num_entries
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", EmptyJetWarning)
+                    warnings.simplefilter("ignore", NonFiniteScoreWarning)
                     scores = tagger.score(chunk.jets)
+                empty = int(np.count_nonzero(ak.num(chunk.jets["constituents"], axis=1) == 0))
                 n_jets += len(scores)
-                n_empty += int(np.isnan(scores).sum())
+                n_empty += empty
+                n_nonfinite += int(np.count_nonzero(~np.isfinite(scores))) - empty
                 writer.extend(scores, chunk)
                 bar.update(chunk.entry_stop - chunk.entry_start)
                 bar.set_postfix(jets=n_jets, refresh=False)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
+    if n_nonfinite:
+        warnings.warn(NonFiniteScoreWarning(
+            f"the model produced non-finite scores for {n_nonfinite} of {n_jets} jets of "
+            f"{input_path} that have constituents: the tagger's weights or these inputs are "
+            "not finite", n_nonfinite, n_jets), stacklevel=2)
     if n_empty:
-        warnings.warn(
+        warnings.warn(EmptyJetWarning(
             f"{n_empty} of {n_jets} jets in {input_path} have no constituents; their score is NaN",
-            EmptyJetWarning,
-            stacklevel=2,
-        )
+            n_empty, n_jets), stacklevel=2)
     summary = {
         "output": str(writer.output),
         "tree": FRIEND_TREE,
@@ -95,6 +111,7 @@ def tag_file(
         "n_entries": int(writer.entries_written),
         "n_jets": n_jets,
         "n_empty": n_empty,
+        "n_nonfinite": n_nonfinite,
         "seconds": seconds,
         "jets_per_second": n_jets / seconds if seconds > 0 else float("nan"),
         "model": tagger.model_name,
