@@ -1,7 +1,8 @@
 """The ``lloca-hep`` command line.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input (missing file, bad
-branch, unreadable model), 130 interrupted.
+Exit codes (defined in :mod:`lloca_hep._exitcodes`): 0 success, 1 runtime failure, 2 bad
+usage or bad input (missing file, bad branch, unreadable model, unsafe output), 128 + N when
+stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; partial outputs are removed).
 """
 
 from __future__ import annotations
@@ -9,12 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from ._exitcodes import EXIT_OK, guard, run_command
 
 log = logging.getLogger("lloca_hep")
 
@@ -35,6 +33,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@guard
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -91,20 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    try:
-        return func(args)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
+    return run_command(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -41,17 +41,17 @@ def run_demo(
     import awkward as ak
     import uproot
 
+    from lloca_hep._files import output_directory
     from lloca_hep.io import read_jets
     from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
     from lloca_hep.tagger import load_tagger
     from lloca_hep.training.evaluate import report
     from lloca_hep.training.tag import tag_file
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     sample = sample_path()
-    tagger = load_tagger(model)
-    tagged = tag_file(sample, out / SCORED_NAME, tagger, overwrite=True, progress=progress)
+    tagger = load_tagger(model)  # a bad --model fails before anything is created
+    with output_directory(output_dir, option="-o/--output") as out:
+        tagged = tag_file(sample, out / SCORED_NAME, tagger, overwrite=True, progress=progress)
     # the numbers come from the friend tree just written: the sample is scored once
     with uproot.open(tagged["output"]) as scored:
         scores = scored[FRIEND_TREE][SCORE_BRANCH].array(library="np")

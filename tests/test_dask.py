@@ -149,7 +149,7 @@ def test_existing_outputs_and_inputs_are_protected(tagger_file, pfnano, tmp_path
     shutil.copyfile(pfnano, pfnano.parent / "x.root")
     shutil.copyfile(pfnano, trap)
     data = trap.read_bytes()
-    with pytest.raises(OutputError, match="overwrite an input"):
+    with pytest.raises(OutputError, match="is an input file"):
         ld.score_files([pfnano.parent / "x.root", trap], pfnano.parent, model=tagger_file,
                        step_size=None, overwrite=True)
     assert trap.read_bytes() == data
@@ -158,7 +158,7 @@ def test_existing_outputs_and_inputs_are_protected(tagger_file, pfnano, tmp_path
 def test_bad_inputs(tagger_file, pfnano, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.root"):
         ld.score_files(tmp_path / "missing.root", tmp_path / "out", model=tagger_file)
-    with pytest.raises(MissingTreeError, match="no TTree 'Nope'.*Events"):
+    with pytest.raises(MissingTreeError, match="no TTree/RNTuple named 'Nope'.*Events"):
         ld.score_files(pfnano, tmp_path / "out", model=tagger_file, tree="Nope")
     with pytest.raises(LayoutError, match="Runs.*neither PFNano"):
         ld.score_files(pfnano, tmp_path / "out", model=tagger_file, tree="Runs")

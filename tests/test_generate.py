@@ -11,6 +11,7 @@ import uproot
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
+from lloca_hep.errors import OutputError  # noqa: E402
 from lloca_hep.generate import generate_sample, recipe  # noqa: E402
 from lloca_hep.generate.events import (  # noqa: E402
     SIGNAL,
@@ -213,7 +214,7 @@ def test_reads_back_through_lloca_hep(sample):
 def test_refuses_to_overwrite_and_leaves_no_temp_files(sample, tmp_path):
     existing = tmp_path / "keep.root"
     existing.write_bytes(b"precious")
-    with pytest.raises(FileExistsError, match="keep.root"):
+    with pytest.raises(OutputError, match="keep.root"):
         generate_sample(existing, 2, 2, SEED, progress=False)
     assert existing.read_bytes() == b"precious"
     generate_sample(existing, 2, 2, SEED, progress=False, overwrite=True)
@@ -241,7 +242,7 @@ def test_bad_arguments(tmp_path, kwargs, error, match):
 
 
 def test_missing_output_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+    with pytest.raises(OutputError, match="no_such_dir"):
         generate_sample(tmp_path / "no_such_dir" / "x.root", 1, 1, 1, progress=False)
 
 

@@ -1,6 +1,6 @@
 """The ``lloca-hep generate`` subcommand (also runnable as ``python -m lloca_hep.generate``).
 
-Exit codes follow :mod:`lloca_hep.cli`: 0 success, 1 runtime failure (including a missing
+Exit codes follow :mod:`lloca_hep._exitcodes`: 0 success, 1 runtime failure (including a missing
 ``generate`` extra), 2 bad usage or bad input (negative counts, existing output without
 ``--overwrite``, missing output directory).
 """
@@ -14,13 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._argtypes import non_negative_int, positive_int
+from .._exitcodes import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, run_command
 from .recipe import DEFAULT_MAX_CONSTITUENTS
-
-# same values as lloca_hep.cli (not imported from there: lloca_hep.cli imports this module)
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("lloca_hep")
 
@@ -85,13 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lloca_hep.generate",
                                      description="Generate a top-tagging sample.")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
+    parser.set_defaults(func=run)
+    return run_command(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_output
+from .._files import atomic_output, check_output
 from . import recipe
 from .events import BACKGROUND, SIGNAL, ChunkResult, ChunkTask, require_generators, run_chunk
 
@@ -238,13 +238,7 @@ def generate_sample(
         raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    if output.exists() and not output.is_file():
-        raise IsADirectoryError(f"{output} exists and is not a file")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    output = check_output(output, overwrite=overwrite)
     require_generators()
 
     tasks = plan_tasks(n_signal, n_background, seed, max_constituents, chunk_size)
@@ -261,7 +255,7 @@ def generate_sample(
 
     data = _assemble(results, seed, shuffle)
     provenance = _provenance(n_signal, n_background, seed, max_constituents, chunk_size, shuffle)
-    with atomic_output(output) as tmp:
+    with atomic_output(output, overwrite=overwrite) as tmp:
         _write(tmp, data, provenance)
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output

@@ -44,7 +44,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from lloca_hep._atomic import atomic_output
+from lloca_hep._files import atomic_output, check_output
 from lloca_hep.io.readers import JETCLASS_BRANCHES
 from lloca_hep.io.writers import (
     DEFAULT_COMPRESSION_LEVEL,
@@ -89,7 +89,7 @@ class ScoreFileResult:
 
 
 def _errors() -> Any:
-    from lloca_hep.io import errors
+    from lloca_hep import errors
 
     return errors
 
@@ -111,7 +111,7 @@ def _inspect(path: Path, tree: str | None, collection: str,
     import uproot
 
     from lloca_hep.coffea import required_branches
-    from lloca_hep.io.readers import PREFERRED_TREES
+    from lloca_hep.io.readers import _select_tree
 
     err = _errors()
     if not path.exists():
@@ -125,21 +125,12 @@ def _inspect(path: Path, tree: str | None, collection: str,
             own.enter_context(file)
         else:
             stack.enter_context(file)
-        trees = _tree_names(file)
-        if tree is None:
-            chosen = next((t for t in PREFERRED_TREES if t in trees), None)
-            if chosen is None and len(trees) == 1:
-                chosen = trees[0]
-            if chosen is None:
-                raise err.MissingTreeError(
-                    f"{path}: cannot choose the tree to score among {trees or 'no TTrees'}; "
-                    "pass tree=NAME"
-                )
-        elif tree not in trees:
-            raise err.MissingTreeError(f"{path}: no TTree {tree!r}; the file has {trees}")
-        else:
-            chosen = tree
-        ttree = file[chosen]
+        # the reader's tree choice: the given tree, else the one that holds a jet layout
+        ttree, chosen = _select_tree(file, str(path), tree, "auto", collection)
+        if chosen not in _tree_names(file):
+            raise err.LayoutError(
+                f"{path}:{chosen} is an RNTuple; score_files reads TTrees (use lloca-hep tag)"
+            )
         branches = set(ttree.keys())
         nano = required_branches(collection)
         if all(b in branches for b in nano):
@@ -192,7 +183,7 @@ def _write_friend(
             f"instead of {expected}; the friend tree would not line up"
         )
     target = Path(path)
-    with atomic_output(target) as tmp:
+    with atomic_output(target, inputs=[source]) as tmp:
         with uproot.recreate(tmp, compression=uproot.LZ4(DEFAULT_COMPRESSION_LEVEL)) as out:
             if layout == _LAYOUT_NANO:
                 values = ak.values_astype(scores, np.float32)
@@ -215,19 +206,11 @@ def _write_friend(
 
 
 def _check_outputs(planned: Sequence[Path], in_paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse outputs that are inputs, or that exist unless ``overwrite``."""
-    err = _errors()
+    """Refuse outputs that are inputs (any spelling or link), non-regular files, or that exist
+    unless ``overwrite`` (:func:`lloca_hep._files.check_output`)."""
     for target in planned:
-        if target in in_paths or any(
-            target.exists() and p.exists() and os.path.samefile(target, p) for p in in_paths
-        ):
-            raise err.OutputError(f"{target}: output would overwrite an input file")
-    existing = [t for t in planned if t.exists()]
-    if existing and not overwrite:
-        shown = ", ".join(str(t) for t in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        raise err.OutputError(
-            f"{len(existing)} output file(s) exist ({shown}); pass overwrite=True to replace them"
-        )
+        check_output(target, overwrite=overwrite, inputs=in_paths, option="overwrite=True",
+                     directory_exists=False)
 
 
 def _steps(inp: _Input, branches: Sequence[str], step_size: int | str | None) -> list[list[int]]:

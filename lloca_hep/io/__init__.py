@@ -16,7 +16,7 @@ Importing this module registers vector's awkward behaviours (``Momentum4D``).
 
 from __future__ import annotations
 
-from .errors import (
+from lloca_hep.errors import (
     CorruptFileError,
     InvalidMomentumError,
     LayoutError,
@@ -26,6 +26,7 @@ from .errors import (
     MissingTreeError,
     OutputError,
 )
+
 from .readers import InvalidConstituentsWarning, JetChunk, iterate_jets, read_jets
 from .writers import FriendTreeWriter, add_scores, friend_path, write_scores
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import uproot
 
-from .errors import OutputError
+from lloca_hep._files import check_output, temporary_path
+from lloca_hep.errors import OutputError
+
 from .readers import JetChunk
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,6 @@ def friend_path(input_path: str | os.PathLike, suffix: str = FRIEND_SUFFIX) -> s
     input_path = os.fspath(input_path)
     root, ext = os.path.splitext(input_path)
     return f"{root}{suffix}{ext or '.root'}"
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _source_of(chunk: JetChunk | ak.Array) -> dict[str, Any]:
@@ -131,20 +123,8 @@ class FriendTreeWriter:
             compression = _COMPRESSIONS[key](compression_level)
         self.compression = compression
         self._inputs = [os.fspath(p) for p in inputs]
-        for p in self._inputs:
-            self._check_not_input(p)
-        if os.path.isdir(self.output):
-            raise OutputError(f"output {self.output} is a directory")
-        if os.path.exists(self.output) and not self.overwrite:
-            raise OutputError(
-                f"output {self.output} exists; pass overwrite=True to replace it"
-            )
-        directory = os.path.dirname(self.output)
-        if not os.path.isdir(directory):
-            raise OutputError(f"output directory {directory} does not exist")
-        self._tmp = os.path.join(
-            directory, f".{os.path.basename(self.output)}.{uuid.uuid4().hex[:12]}.tmp"
-        )
+        check_output(self.output, overwrite=self.overwrite, inputs=self._inputs)
+        self._tmp = str(temporary_path(self.output))
         self._file: Any = None
         self._tree: Any = None
         self._layout: str | None = None
@@ -157,11 +137,11 @@ class FriendTreeWriter:
 
     # -- safety ---------------------------------------------------------------------------
     def _check_not_input(self, path: str) -> None:
-        if _same_file(path, self.output):
-            raise OutputError(
-                f"refusing to write scores to {self.output}: it is an input file; "
-                "scores go to a separate friend file"
-            )
+        """Refuse chunks whose file is the output (any spelling); remember it for the
+        check before the final rename."""
+        if path not in self._inputs:
+            self._inputs.append(path)
+        check_output(self.output, overwrite=True, inputs=[path])
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> FriendTreeWriter:
@@ -199,7 +179,7 @@ class FriendTreeWriter:
         self._check_not_input(src["file"])
         if self._source_file is None:
             self._source_file = src["file"]
-        elif not _same_file(src["file"], self._source_file):
+        elif os.path.realpath(src["file"]) != os.path.realpath(self._source_file):
             raise OutputError(
                 f"a friend tree belongs to one input file: got a chunk of {src['file']} after "
                 f"chunks of {self._source_file}; use one FriendTreeWriter per input file"
@@ -263,9 +243,19 @@ class FriendTreeWriter:
         self._next_entry = stop
         self.entries_written = stop
 
+    def _create(self) -> Any:
+        """The temporary output file, opened for writing (errors name the output)."""
+        try:
+            return uproot.recreate(self._tmp, compression=self.compression)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {self.output}: {exc.strerror or exc} (in "
+                f"{os.path.dirname(self.output)})"
+            ) from exc
+
     def _write(self, data: dict[str, Any]) -> None:
         if self._file is None:
-            self._file = uproot.recreate(self._tmp, compression=self.compression)
+            self._file = self._create()
             if self.rntuple:
                 self._file[self.tree_name] = data
                 self._tree = self._file[self.tree_name]
@@ -287,14 +277,14 @@ class FriendTreeWriter:
         try:
             if self._file is None:
                 # No chunk at all: still produce a valid, empty friend tree.
-                self._file = uproot.recreate(self._tmp, compression=self.compression)
+                self._file = self._create()
                 if not self.rntuple:
                     self._file.mktree(self.tree_name, {SCORE_BRANCH: np.float32})
                 else:
                     self._file[self.tree_name] = {SCORE_BRANCH: np.zeros(0, np.float32)}
             self._file.close()
-            if os.path.exists(self.output) and not self.overwrite:
-                raise OutputError(f"output {self.output} appeared while writing; not replacing it")
+            # again at the last moment: a file (or FIFO) that appeared meanwhile is not replaced
+            check_output(self.output, overwrite=self.overwrite, inputs=self._inputs)
             os.replace(self._tmp, self.output)
         except BaseException:
             self._remove_tmp()
