@@ -36,6 +36,10 @@ class InvalidMomentumError(LLoCaInputError):
     """NaN/inf momenta, negative energies or E < |p| beyond rounding."""
 
 
+class InvalidConstituentsWarning(UserWarning):
+    """Constituents with unphysical momenta were dropped (``on_invalid="drop"``)."""
+
+
 class OutputError(LLoCaInputError):
     """An output would overwrite an input, or exists and ``overwrite`` is False, or the scores
     do not line up with the input entries."""
@@ -43,6 +47,7 @@ class OutputError(LLoCaInputError):
 
 __all__ = [
     "CorruptFileError",
+    "InvalidConstituentsWarning",
     "InvalidMomentumError",
     "LLoCaInputError",
     "LayoutError",

@@ -10,17 +10,11 @@ import pytest
 import vector
 
 from lloca_hep.preprocessing import (
-    FEATURE_NAMES,
     EmptyJetsWarning,
     argsort_by_pt,
-    constituent_features,
-    jet_four_momenta,
-    jet_four_momenta_flat,
     offsets_from_counts,
     pad_flat,
     pad_jets,
-    reference_vectors,
-    rest_frame_boosts,
 )
 
 vector.register_awkward()
@@ -228,76 +222,66 @@ def test_argsort_by_pt_matches_awkward():
     np.testing.assert_array_equal(perm, ref_global)
 
 
-def test_jet_four_momenta_flat_and_padded():
-    jets, counts, cols = random_jets(seed=41)
-    ref = np.stack([ak.to_numpy(ak.sum(jets[c], axis=1)) for c in ("E", "px", "py", "pz")], axis=-1)
-    np.testing.assert_allclose(jet_four_momenta_flat(offsets_from_counts(counts), *cols), ref, rtol=1e-12, atol=1e-9)
-    padded = pad_jets(jets, 64, warn_empty=False)  # 64 >= max count: nothing truncated
-    np.testing.assert_allclose(jet_four_momenta(padded.p4, padded.mask), ref, rtol=1e-12, atol=1e-9)
 
 
-def test_rest_frame_boosts():
-    jets, _, _ = random_jets(seed=51)
-    padded = pad_jets(jets, 64, warn_empty=False)
-    jet_p4 = jet_four_momenta(padded.p4, padded.mask)
-    boosts, valid = rest_frame_boosts(jet_p4)
-    assert boosts.shape == (len(jets), 4, 4) and boosts.dtype == np.float64
-    m2 = jet_p4[:, 0] ** 2 - np.sum(jet_p4[:, 1:] ** 2, axis=1)
-    np.testing.assert_array_equal(valid, (m2 > 0) & (jet_p4[:, 0] > 0) & (padded.n_constituents > 0))
-    rest = np.einsum("nab,nb->na", boosts[valid], jet_p4[valid])
-    np.testing.assert_allclose(rest[:, 0], np.sqrt(m2[valid]), rtol=1e-10)
-    np.testing.assert_allclose(rest[:, 1:], 0.0, atol=1e-9 * np.max(jet_p4[:, 0]))
-    # Lorentz: B^T g B = g, and proper orthochronous
-    lhs = np.einsum("nba,bc,ncd->nad", boosts, METRIC, boosts)
-    np.testing.assert_allclose(lhs, np.broadcast_to(METRIC, lhs.shape), atol=1e-9)
-    assert np.all(boosts[:, 0, 0] >= 1.0)
-    np.testing.assert_allclose(np.linalg.det(boosts), 1.0, rtol=1e-9)
-    # empty, massless single-particle and strongly boosted jets
-    special = np.array([[0.0, 0, 0, 0], [10.0, 0, 0, 10.0], [1e4, 0.0, 0.0, np.sqrt(1e8 - 1.0)]])
-    b2, v2 = rest_frame_boosts(special)
-    assert v2.tolist() == [False, False, True]
-    np.testing.assert_array_equal(b2[0], np.eye(4))
-    np.testing.assert_array_equal(b2[1], np.eye(4))
-    np.testing.assert_allclose(b2[2] @ special[2], [1.0, 0, 0, 0], atol=1e-6)
 
 
-def test_reference_vectors_plain_and_boosted():
-    refs = reference_vectors(3)
-    assert refs.shape == (3, 3, 4)
-    np.testing.assert_array_equal(refs[1], [[1, 0, 0, 1], [1, 0, 0, -1], [1, 0, 0, 0]])
-    jets, _, _ = random_jets(seed=52)
-    nonempty = jets[ak.num(jets) > 1]
-    padded = pad_jets(nonempty, 64)
-    boosts, valid = rest_frame_boosts(jet_four_momenta(padded.p4, padded.mask))
-    assert valid.all()
-    boosted = reference_vectors(len(nonempty), ("time", "beam_plus"), boosts=boosts)
-    np.testing.assert_allclose(boosted[:, 0], boosts[:, :, 0])  # B @ (1,0,0,0) = first column
-    norms = np.einsum("nra,ab,nrb->nr", boosted, METRIC, boosted)
-    np.testing.assert_allclose(norms[:, 0], 1.0, rtol=1e-9)
-    np.testing.assert_allclose(norms[:, 1], 0.0, atol=1e-9 * np.max(boosted[:, 1, 0] ** 2))
-    with pytest.raises(ValueError, match="unknown reference"):
-        reference_vectors(2, ("beam",))
+
+# ---------------------------------------------------------------- one conversion, one join, one policy
+def test_polar_to_cartesian_matches_vector_including_negative_mass():
+    from lloca_hep.preprocessing import polar_to_cartesian
+
+    rng = np.random.default_rng(5)
+    pt, eta, phi = rng.uniform(1, 100, 50), rng.uniform(-3, 3, 50), rng.uniform(-3, 3, 50)
+    mass = rng.uniform(-0.5, 2.0, 50).astype(np.float32)  # float32 storage is cast first
+    px, py, pz, e = polar_to_cartesian(pt, eta, phi, mass)
+    ref = vector.array({"pt": pt, "eta": eta, "phi": phi, "mass": mass.astype(np.float64)})
+    np.testing.assert_allclose(np.stack([px, py, pz]), np.stack([ref.px, ref.py, ref.pz]), rtol=1e-12)
+    e2 = px**2 + py**2 + pz**2 + mass.astype(np.float64) * np.abs(mass)
+    np.testing.assert_allclose(e, np.sqrt(np.maximum(e2, 0.0)), rtol=1e-15)
+    assert e.dtype == np.float64
 
 
-def test_constituent_features_match_vector():
-    jets, _, _ = random_jets(seed=61)
-    nonempty = jets[ak.num(jets) > 0]
-    padded = pad_jets(nonempty, 64)
-    feats = constituent_features(padded.p4, padded.mask)
-    assert feats.shape == (len(nonempty), 64, len(FEATURE_NAMES))
-    jet = ak.zip(
-        dict(zip(("E", "px", "py", "pz"), jet_four_momenta(padded.p4, padded.mask).T, strict=True)),
-        with_name="Momentum4D",
-    )
-    srt = nonempty[ak.argsort(nonempty.pt, axis=1, ascending=False, stable=True)]
-    ref = [
-        np.log(srt.pt),
-        np.log(srt.E),
-        srt.eta - jet.eta,
-        srt.deltaphi(jet),
-        srt.deltaR(jet),
-    ]
-    for k, r in enumerate(ref):
-        flat_ref = ak.to_numpy(ak.flatten(r))
-        np.testing.assert_allclose(feats[padded.mask][:, k], flat_ref, rtol=1e-9, atol=1e-9)
-    assert np.all(feats[~padded.mask] == 0.0)
+def test_join_index_table_against_a_python_loop_and_bad_rows():
+    from lloca_hep.preprocessing import IndexTableError, join_index_table
+
+    rng = np.random.default_rng(9)
+    n_events = 40
+    jets = rng.integers(0, 4, n_events)
+    cands = rng.integers(1, 30, n_events)
+    rows = [(ev, int(rng.integers(0, jets[ev])), int(rng.integers(0, cands[ev])))
+            for ev in range(n_events) if jets[ev] for _ in range(int(rng.integers(0, 15)))]
+    row_counts = np.bincount([r[0] for r in rows], minlength=n_events).astype(np.int64)
+    row_jet = np.array([r[1] for r in rows], dtype=np.int64)
+    row_cand = np.array([r[2] for r in rows], dtype=np.int64)
+    offsets, sel = join_index_table(jets.astype(np.int64), row_counts, row_jet, row_cand,
+                                    cands.astype(np.int64))
+    cand_start = np.concatenate([[0], np.cumsum(cands)])
+    expected = [[] for _ in range(int(jets.sum()))]
+    jet_start = np.concatenate([[0], np.cumsum(jets)])
+    for ev, j, c in rows:  # table order within each jet
+        expected[jet_start[ev] + j].append(cand_start[ev] + c)
+    assert [list(sel[offsets[k]:offsets[k + 1]]) for k in range(len(expected))] == expected
+    bad_cand = row_cand.copy()
+    bad_cand[3] = 10**6
+    with pytest.raises(IndexTableError, match="candidate index out of range; 1 bad rows") as err:
+        join_index_table(jets.astype(np.int64), row_counts, row_jet, bad_cand, cands.astype(np.int64))
+    assert err.value.bad.candidate == 10**6 and not err.value.bad.bad_jet_index
+
+
+def test_momentum_policy_raises_or_drops_with_one_warning():
+    from lloca_hep.errors import InvalidConstituentsWarning, InvalidMomentumError
+    from lloca_hep.preprocessing import apply_momentum_policy
+
+    px = np.array([1.0, 0.0, 3.0, np.nan])
+    py = np.zeros(4)
+    pz = np.zeros(4)
+    e = np.array([2.0, -1.0, 1.0, 1.0])  # ok, negative energy, space-like, NaN
+    counts = np.array([2, 2])
+    with pytest.raises(InvalidMomentumError, match=r"f.root: jet 0 of the chunk, constituent 1: negative energy"):
+        apply_momentum_policy([px, py, pz, e], counts, "raise", where="f.root")
+    with pytest.warns(InvalidConstituentsWarning, match="dropped 3 constituents.*1 jets became empty"):
+        cols, new_counts = apply_momentum_policy([px, py, pz, e], counts, "drop", where="f.root")
+    assert list(new_counts) == [1, 0] and list(cols[0]) == [1.0]
+    with pytest.raises(ValueError, match="on_invalid"):
+        apply_momentum_policy([px, py, pz, e], counts, "ignore", where="f.root")

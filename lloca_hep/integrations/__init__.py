@@ -2,7 +2,7 @@
 
 * :mod:`lloca_hep.integrations.dask`: :func:`~lloca_hep.integrations.dask.score_files`,
   ROOT in / ROOT friend trees out over many files on a dask cluster.
-* :mod:`lloca_hep.coffea`: :class:`~lloca_hep.coffea.JetTagger`, the tagger inside coffea
+* :mod:`lloca_hep.integrations.coffea` (also ``lloca_hep.coffea``): :class:`~lloca_hep.integrations.coffea.JetTagger`, the tagger inside coffea
   processors.
 """
 

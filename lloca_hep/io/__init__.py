@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from lloca_hep.errors import (
     CorruptFileError,
+    InvalidConstituentsWarning,
     InvalidMomentumError,
     LayoutError,
     LLoCaInputError,
@@ -27,7 +28,7 @@ from lloca_hep.errors import (
     OutputError,
 )
 
-from .readers import InvalidConstituentsWarning, JetChunk, iterate_jets, read_jets
+from .readers import JetChunk, iterate_jets, read_jets
 from .writers import FriendTreeWriter, add_scores, friend_path, write_scores
 
 __all__ = [

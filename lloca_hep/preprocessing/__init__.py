@@ -5,24 +5,17 @@ Public API::
     pad_jets(constituents, max_constituents=128, sort_by_pt=True) -> PaddedJets
     pad_flat(offsets, px, py, pz, energy, max_constituents=128, sort_by_pt=True, *, counts=None)
     offsets_from_counts(counts), argsort_by_pt(offsets, px, py)
-    jet_four_momenta(p4, mask), jet_four_momenta_flat(offsets, px, py, pz, energy)
-    rest_frame_boosts(jet_p4) -> (boosts (n, 4, 4), valid (n,))
-    reference_vectors(n_jets, names=("beam_plus", "beam_minus", "time"), boosts=None)
-    constituent_features(p4, mask, jet_p4=None) -> (n, N, 5)  # FEATURE_NAMES
+    polar_to_cartesian(pt, eta, phi, mass) -> (px, py, pz, E)      # .conversion
+    apply_momentum_policy(cols, counts, on_invalid, *, where, ...)  # .validation
+    join_index_table(jet_counts, row_counts, row_jet, row_cand, cand_counts)  # .join
+
+Kinematics of jets (rest frames, reference vectors, features) live in :mod:`lloca_hep.core`.
 """
 
 from __future__ import annotations
 
-from .jets import (
-    FEATURE_NAMES,
-    REFERENCE_VECTORS,
-    REST_FRAME_MIN_REL_MASS,
-    constituent_features,
-    jet_four_momenta,
-    jet_four_momenta_flat,
-    reference_vectors,
-    rest_frame_boosts,
-)
+from .conversion import polar_to_cartesian
+from .join import IndexTableError, join_index_table
 from .padding import (
     DEFAULT_MAX_CONSTITUENTS,
     EmptyJetsWarning,
@@ -32,21 +25,19 @@ from .padding import (
     pad_flat,
     pad_jets,
 )
+from .validation import apply_momentum_policy, momentum_flags
 
 __all__ = [
     "DEFAULT_MAX_CONSTITUENTS",
-    "FEATURE_NAMES",
-    "REFERENCE_VECTORS",
-    "REST_FRAME_MIN_REL_MASS",
     "EmptyJetsWarning",
+    "IndexTableError",
     "PaddedJets",
+    "apply_momentum_policy",
     "argsort_by_pt",
-    "constituent_features",
-    "jet_four_momenta",
-    "jet_four_momenta_flat",
+    "join_index_table",
+    "momentum_flags",
     "offsets_from_counts",
     "pad_flat",
     "pad_jets",
-    "reference_vectors",
-    "rest_frame_boosts",
+    "polar_to_cartesian",
 ]

@@ -8,7 +8,7 @@ Four-vectors are always ordered (E, px, py, pz); momenta stay float64 unless the
 passes a float32 output buffer.
 
 The public, checked wrappers live in :mod:`lloca_hep.preprocessing.padding` and
-:mod:`lloca_hep.preprocessing.jets`; call those unless you need the raw kernels.
+:mod:`lloca_hep.preprocessing.validation`; call those unless you need the raw kernels.
 """
 
 from __future__ import annotations
@@ -176,121 +176,8 @@ def argsort_pt_kernel(offsets, px, py, scratch, order, order_tmp, key_tmp, out):
             out[start - base + k] = start - base + order[k]
 
 
-@njit(cache=True, nogil=True)
-def jet_p4_kernel(offsets, px, py, pz, energy, out):
-    """Sum the constituents of each jet: ``out`` float64 ``(n_jets, 4)`` (E, px, py, pz)."""
-    n_jets = offsets.shape[0] - 1
-    for i in range(n_jets):
-        e = 0.0
-        x = 0.0
-        y = 0.0
-        z = 0.0
-        for j in range(offsets[i], offsets[i + 1]):
-            e += energy[j]
-            x += px[j]
-            y += py[j]
-            z += pz[j]
-        out[i, 0] = e
-        out[i, 1] = x
-        out[i, 2] = y
-        out[i, 3] = z
 
 
-@njit(cache=True, nogil=True)
-def jet_p4_padded_kernel(p4, mask, out):
-    """Sum the masked constituents of padded jets: ``p4`` ``(n, N, 4)`` -> ``out`` ``(n, 4)``."""
-    n_jets = p4.shape[0]
-    n_max = p4.shape[1]
-    for i in range(n_jets):
-        e = 0.0
-        x = 0.0
-        y = 0.0
-        z = 0.0
-        for k in range(n_max):
-            if mask[i, k]:
-                e += p4[i, k, 0]
-                x += p4[i, k, 1]
-                y += p4[i, k, 2]
-                z += p4[i, k, 3]
-        out[i, 0] = e
-        out[i, 1] = x
-        out[i, 2] = y
-        out[i, 3] = z
-
-
-@njit(cache=True, nogil=True)
-def rest_frame_boost_kernel(jet_p4, min_rel_mass, out, valid):
-    """Pure boosts ``B`` with ``B @ p_jet = (m, 0, 0, 0)``.
-
-    Written without beta or gamma to stay accurate for slow and fast jets alike::
-
-        B = [[E/m, -p^T/m], [-p/m, I + p p^T / (m (E + m))]]
-
-    A jet whose mass is not positive, or below ``min_rel_mass * E`` (boost factor above
-    ``1 / min_rel_mass``), or whose energy is not positive, gets the identity and
-    ``valid = False``.  ``out``: float64 ``(n, 4, 4)``; ``valid``: bool ``(n,)``.
-    """
-    n_jets = jet_p4.shape[0]
-    for i in range(n_jets):
-        e = jet_p4[i, 0]
-        x = jet_p4[i, 1]
-        y = jet_p4[i, 2]
-        z = jet_p4[i, 3]
-        m2 = e * e - (x * x + y * y + z * z)
-        for a in range(4):
-            for b in range(4):
-                out[i, a, b] = 1.0 if a == b else 0.0
-        ok = e > 0.0 and m2 > 0.0 and m2 > (min_rel_mass * e) * (min_rel_mass * e)
-        valid[i] = ok
-        if not ok:
-            continue
-        m = np.sqrt(m2)
-        p = (x, y, z)
-        out[i, 0, 0] = e / m
-        k = 1.0 / (m * (e + m))
-        for a in range(3):
-            out[i, 0, a + 1] = -p[a] / m
-            out[i, a + 1, 0] = -p[a] / m
-            for b in range(3):
-                out[i, a + 1, b + 1] += p[a] * p[b] * k
-
-
-@njit(cache=True, nogil=True)
-def constituent_features_kernel(p4, mask, jet_p4, pt_floor, out):
-    """Per-constituent (log pT, log E, delta-eta, delta-phi, delta-R) relative to the jet.
-
-    ``p4`` ``(n, N, 4)`` (E, px, py, pz), ``mask`` ``(n, N)``, ``jet_p4`` ``(n, 4)``,
-    ``out`` float ``(n, N, 5)``; padded slots are 0. pT and E are floored at ``pt_floor``
-    (GeV) before the logarithm and pseudorapidities use ``max(pT, pt_floor)`` so that
-    massless collinear-to-beam particles stay finite. delta-phi is wrapped to [-pi, pi).
-    """
-    n_jets = p4.shape[0]
-    n_max = p4.shape[1]
-    two_pi = 2.0 * np.pi
-    for i in range(n_jets):
-        jx = jet_p4[i, 1]
-        jy = jet_p4[i, 2]
-        jpt = max(np.sqrt(jx * jx + jy * jy), pt_floor)
-        jeta = np.arcsinh(jet_p4[i, 3] / jpt)
-        jphi = np.arctan2(jy, jx)
-        for k in range(n_max):
-            if not mask[i, k]:
-                for f in range(5):
-                    out[i, k, f] = 0.0
-                continue
-            e = p4[i, k, 0]
-            x = p4[i, k, 1]
-            y = p4[i, k, 2]
-            pt = max(np.sqrt(x * x + y * y), pt_floor)
-            eta = np.arcsinh(p4[i, k, 3] / pt)
-            phi = np.arctan2(y, x)
-            deta = eta - jeta
-            dphi = (phi - jphi + np.pi) % two_pi - np.pi
-            out[i, k, 0] = np.log(pt)
-            out[i, k, 1] = np.log(max(e, pt_floor))
-            out[i, k, 2] = deta
-            out[i, k, 3] = dphi
-            out[i, k, 4] = np.sqrt(deta * deta + dphi * dphi)
 
 
 @njit(cache=True, nogil=True)
