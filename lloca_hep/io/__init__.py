@@ -16,33 +16,16 @@ Importing this module registers vector's awkward behaviours (``Momentum4D``).
 
 from __future__ import annotations
 
-from lloca_hep.errors import (
-    CorruptFileError,
-    InvalidConstituentsWarning,
-    InvalidMomentumError,
-    LayoutError,
-    LLoCaInputError,
-    MissingBranchError,
-    MissingFileError,
-    MissingTreeError,
-    OutputError,
-)
+from lloca_hep import errors
+from lloca_hep.errors import *  # noqa: F403  (the io errors, re-exported)
 
 from .readers import JetChunk, iterate_jets, read_jets
 from .writers import FriendTreeWriter, add_scores, friend_path, write_scores
 
-__all__ = [
-    "CorruptFileError",
+__all__ = [  # noqa: PLE0604  (the errors first, as strings from lloca_hep.errors)
+    *errors.__all__,
     "FriendTreeWriter",
-    "InvalidConstituentsWarning",
-    "InvalidMomentumError",
     "JetChunk",
-    "LLoCaInputError",
-    "LayoutError",
-    "MissingBranchError",
-    "MissingFileError",
-    "MissingTreeError",
-    "OutputError",
     "add_scores",
     "friend_path",
     "iterate_jets",

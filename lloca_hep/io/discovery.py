@@ -285,25 +285,29 @@ def _jagged_numeric_branches(tree: Any, prefix: str) -> list[str]:
     return out
 
 
+def _resolve_all(
+    keys: set[str] | Sequence[str], wanted: Mapping[str, str], path: str, tree_name: str,
+    what: str, listed: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """``{role: stored name}`` for ``wanted`` = ``{role: requested name}``; a
+    :class:`MissingBranchError` names every missing one and lists the tree's branches."""
+    resolved = {role: _resolve(keys, name) for role, name in wanted.items()}
+    missing = [wanted[role] for role, r in resolved.items() if r is None]
+    if missing:
+        raise MissingBranchError(
+            f"{path}:{tree_name} has no {what} {', '.join(repr(m) for m in missing)} "
+            f"(branches in the tree: {_listing(list(keys) if listed is None else listed)})"
+        )
+    return {role: r for role, r in resolved.items() if r is not None}
+
+
 def _resolve_components(
     keys: list[str], spec: Mapping[str, str], path: str, tree_name: str
 ) -> tuple[str, dict[str, str]]:
     """Resolve the stored names of a canonical mapping (from :func:`_check_branches`)."""
     spec = _check_branches(spec) or {}
     coords = "cartesian" if "px" in spec else "polar"
-    resolved = {}
-    missing = []
-    for canon, name in spec.items():
-        r = _resolve(keys, name)
-        if r is None:
-            missing.append(name)
-        resolved[canon] = r or name
-    if missing:
-        raise MissingBranchError(
-            f"{path}:{tree_name} has no branch {', '.join(repr(m) for m in missing)} "
-            f"(branches in the tree: {_listing(keys)})"
-        )
-    return coords, resolved
+    return coords, _resolve_all(keys, spec, path, tree_name, "branch")
 
 
 def _plan(
@@ -359,18 +363,8 @@ def _plan(
             names = [n for n in _scalar_fields(tree) if n not in skip]
             fields = {n: n for n in names}
         else:
-            fields = {}
-            missing = []
-            for n in jet_fields:
-                r = _resolve(keyset, n)
-                if r is None:
-                    missing.append(n)
-                fields[n] = r or n
-            if missing:
-                raise MissingBranchError(
-                    f"{path}:{tree_name} has no jet field(s) {missing} (branches in the tree: "
-                    f"{_listing(keys)})"
-                )
+            fields = _resolve_all(keyset, {n: n for n in jet_fields}, path, tree_name,
+                                  "jet field(s)", listed=keys)
         return _Plan(layout, coords, constituent, fields)
 
     # NanoAOD / PFNano (TTree branches FatJet_pt; RNTuple record sub-fields FatJet.pt)

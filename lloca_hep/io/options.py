@@ -199,6 +199,6 @@ def _check_options(
     )
 
 
-def _check_on_invalid(on_invalid: str) -> None:
+def _check_on_invalid(on_invalid: object) -> None:
     if not isinstance(on_invalid, str) or on_invalid not in ("raise", "drop"):
         raise LLoCaInputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")

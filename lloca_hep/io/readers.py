@@ -72,13 +72,13 @@ from ..preprocessing.conversion import polar_to_cartesian
 from ..preprocessing.join import IndexTableError, join_index_table
 from ..preprocessing.validation import apply_momentum_policy
 from .discovery import (
-    _is_rntuple,
     _open,
     _Plan,
     _plan,
     _select_tree,
     _split_object_path,
 )
+from .forms import _is_rntuple
 from .options import (
     _check_options,
     _check_path,
