@@ -14,13 +14,23 @@ constituents. One implementation, used by :func:`lloca_hep.io.read_jets` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
+from .conversion import polar_to_cartesian
 from .padding import offsets_from_counts
 
-__all__ = ["IndexTableError", "join_index_table"]
+__all__ = ["IndexTableError", "check_total", "flat_column", "join_index_table",
+           "join_indexed_constituents"]
+
+#: Field of the index table holding the jet index (within its event).
+LINK_JET_FIELD = "jetIdx"
+#: Field of the index table holding the candidate index (within its event).
+LINK_CAND_FIELD = "pFCandsIdx"
+#: Candidate kinematics read from ``PFCands`` (pT and mass in GeV, phi in rad).
+CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass")
 
 
 @dataclass(frozen=True)
@@ -128,3 +138,86 @@ def join_index_table(
     selection = np.empty(int(offsets[-1]), dtype=np.int64)
     _fill_selection(jet_counts, row_counts, row_jet, row_cand, cand_counts, offsets, selection)
     return offsets, selection
+
+
+def flat_column(name: str, x: Any, dtype: Any | None = None) -> np.ndarray:
+    """A 1-d numpy array from ``x``; masked entries (None) are an error naming ``name``."""
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise ValueError(
+                f"{name}: {int(np.ma.getmaskarray(x).sum())} missing (None) values; the tagger "
+                "needs complete constituents (drop None entries, e.g. with ak.drop_none)"
+            )
+        x = np.ma.getdata(x)
+    arr = np.ascontiguousarray(np.asarray(x))
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a flat 1-d column, got shape {arr.shape}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def check_total(name: str, counts: np.ndarray, column: np.ndarray, column_name: str) -> None:
+    total = int(counts.sum()) if counts.size else 0
+    if total != column.shape[0]:
+        raise ValueError(
+            f"{name} add up to {total} but {column_name} has {column.shape[0]} entries"
+        )
+
+
+def join_indexed_constituents(
+    jet_counts: np.ndarray,
+    link_counts: np.ndarray,
+    link_jet: np.ndarray,
+    link_cand: np.ndarray,
+    cand_counts: np.ndarray,
+    pt: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    mass: np.ndarray,
+    *,
+    what: str = "jets",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join per-event candidates onto jets through an index table (PFNano layout).
+
+    Parameters (all 1-d numpy, flattened over events)
+    ----------
+    jet_counts, link_counts, cand_counts:
+        ``(n_events,)`` jets, index-table rows and candidates per event.
+    link_jet, link_cand:
+        ``(sum(link_counts),)`` jet index and candidate index of each row, within its event.
+    pt, eta, phi, mass:
+        ``(sum(cand_counts),)`` candidate kinematics (GeV, rad).
+
+    Returns ``(offsets, px, py, pz, E)``: int64 ``(n_jets + 1,)`` jet offsets and float64
+    Cartesian momenta in GeV of the joined constituents, jets in event order.
+    Raises ``ValueError`` naming the event and row of an out-of-range index.
+    """
+    jet_counts = flat_column(f"{what} counts", jet_counts, np.int64)
+    link_counts = flat_column(f"{what} index-table counts", link_counts, np.int64)
+    cand_counts = flat_column("candidate counts", cand_counts, np.int64)
+    link_jet = flat_column(f"{what} index table {LINK_JET_FIELD}", link_jet, np.int64)
+    link_cand = flat_column(f"{what} index table {LINK_CAND_FIELD}", link_cand, np.int64)
+    cols = [flat_column(f"candidate {n}", c) for n, c in zip(CANDIDATE_FIELDS, (pt, eta, phi, mass), strict=True)]
+    n_events = jet_counts.shape[0]
+    if link_counts.shape[0] != n_events or cand_counts.shape[0] != n_events:
+        raise ValueError(
+            f"per-event counts disagree on the number of events: {what} {n_events}, "
+            f"index table {link_counts.shape[0]}, candidates {cand_counts.shape[0]}"
+        )
+    check_total("index-table counts", link_counts, link_jet, LINK_JET_FIELD)
+    check_total("index-table counts", link_counts, link_cand, LINK_CAND_FIELD)
+    for name, col in zip(CANDIDATE_FIELDS, cols, strict=True):
+        check_total("candidate counts", cand_counts, col, f"candidate {name}")
+    try:
+        offsets, selection = join_index_table(jet_counts, link_counts, link_jet, link_cand,
+                                              cand_counts)
+    except IndexTableError as exc:
+        bad = exc.bad
+        raise ValueError(
+            f"index table row {bad.row} of event {bad.event} (partition-local) links "
+            f"{what[:-1]} {bad.jet} to candidate {bad.candidate}, but the event has "
+            f"{bad.jets_in_event} {what} and {bad.candidates_in_event} candidates"
+        ) from None
+    px, py, pz, energy = polar_to_cartesian(*(c[selection] for c in cols))
+    return offsets, px, py, pz, energy
