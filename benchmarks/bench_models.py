@@ -42,7 +42,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lloca_hep.core.lorentz import apply, random_lorentz
-from lloca_hep.core.toyjets import toy_jets
+from lloca_hep.core.testing import toy_jets
 from lloca_hep.models import LLoCaGraphNet, LLoCaTransformer
 
 log = logging.getLogger("bench_models")

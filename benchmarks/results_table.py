@@ -85,7 +85,7 @@ def _data_flags(args: argparse.Namespace) -> str:
 
 
 def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
-    from lloca_hep.training import train
+    from lloca_hep.training import TrainConfig, train
     from lloca_hep.training.evaluate import evaluate
 
     name, config = ROWS[row]
@@ -93,29 +93,31 @@ def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
         _register_reference()
     out = Path(args.output) / f"{row}_{budget}"
     t0 = time.perf_counter()
-    result = train(
-        args.train, val_files=args.val, output_dir=out, model=name, model_config=config,
+    settings = TrainConfig(
+        model=name, model_config=config,
         epochs=args.epochs if budget == "epochs" else 1000,
         time_budget_s=60.0 * (EPOCH_BUDGET_SAFETY_MINUTES if budget == "epochs" else args.minutes),
         batch_size=args.batch_size, lr=args.lr, max_constituents=args.max_constituents,
         seed=args.seed, patience=None, max_jets=args.max_jets, max_val_jets=args.max_val_jets,
-        device="cpu", num_threads=args.threads, progress=False, resume=True,
+        device="cpu", num_threads=args.threads, resume=True,
     )
+    result = train(args.train, settings, val_files=args.val, output_dir=out, progress=False)
     wall = time.perf_counter() - t0
-    metrics = evaluate(result.tagger, args.test, output_dir=out / "eval",
-                       max_jets=args.max_test_jets, label=row, progress=False)
+    evaluation = evaluate(result.tagger, args.test, output_dir=out / "eval",
+                          max_jets=args.max_test_jets, label=row, progress=False)
+    metrics = evaluation.metrics
     epochs = sum(h["fraction"] for h in result.history)
     return {
         "row": row, "budget": budget, "model": name, "config": config,
-        "accuracy": metrics["accuracy"], "auc": metrics["auc"],
-        "rejection_0.3": metrics["rejection_at_eps_s_0.3"],
-        "rejection_0.5": metrics["rejection_at_eps_s_0.5"],
+        "accuracy": metrics.accuracy, "auc": metrics.auc,
+        "rejection_0.3": metrics.rejection_at(0.3),
+        "rejection_0.5": metrics.rejection_at(0.5),
         "parameters": result.metadata["n_parameters"], "epochs": round(epochs, 2),
         "best_epoch": result.best_epoch, "stopped": result.stopped_reason,
         "training_s": result.metadata["training_time_s"], "wall_s": wall,
-        "inference_jets_per_s": metrics["jets_per_second"],
+        "inference_jets_per_s": metrics.jets_per_second,
         "load_average": os.getloadavg()[0],
-        "n_train": result.metadata["n_train_jets"], "n_test": metrics["n_jets"],
+        "n_train": result.metadata["n_train_jets"], "n_test": metrics.n_jets,
         "command": _command(args, name, config, budget, out),
     }
 

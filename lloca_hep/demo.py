@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lloca_hep.training.evaluate import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +35,23 @@ def run_demo(
     *,
     model: str | os.PathLike[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Score and evaluate the shipped sample; outputs go to ``output_dir`` (created).
 
     The demo's own outputs in ``output_dir`` are replaced on a rerun; the input is never
-    written. Returns the evaluation numbers plus ``files``: paths of the scored ROOT file
-    (``scored``), the ROC curve (``roc``), the score histograms (``scores``) and ``metrics``.
+    written. Returns an :class:`~lloca_hep.training.evaluate.EvaluationResult` whose ``files``
+    are the absolute paths of the scored ROOT file (``scored``), the ROC curve (``roc``), the
+    score histograms (``scores``) and ``metrics`` (metrics.json).
     """
     import awkward as ak
     import uproot
 
     from lloca_hep._files import output_directory
+    from lloca_hep.inference import tag_file
     from lloca_hep.io import read_jets
     from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
     from lloca_hep.tagger import load_tagger
     from lloca_hep.training.evaluate import report
-    from lloca_hep.training.tag import tag_file
 
     sample = sample_path()
     tagger = load_tagger(model)  # a bad --model fails before anything is created
@@ -57,8 +62,7 @@ def run_demo(
         scores = scored[FRIEND_TREE][SCORE_BRANCH].array(library="np")
     labels = ak.to_numpy(read_jets(sample, jet_fields=[LABEL_BRANCH])[LABEL_BRANCH])
     result = report(labels, scores, output_dir=out, label="lloca-hep tagger",
-                    extra={"model": tagger.model_name, "inputs": [str(sample)],
-                           "tag_jets_per_second": tagged["jets_per_second"]})
-    result["files"] = {"scored": str(Path(tagged["output"]).resolve()),
-                       **{k: str(Path(v).resolve()) for k, v in result["files"].items()}}
-    return result
+                    model=tagger.model_name, inputs=[sample],
+                    tag_jets_per_second=tagged["jets_per_second"])
+    files = {"scored": tagged["output"], **result.files}
+    return replace(result, files={k: str(Path(v).resolve()) for k, v in files.items()})

@@ -6,7 +6,7 @@ from torch import nn
 from lloca_hep.core.canonicalize import LorentzCanonicalized
 from lloca_hep.core.features import NUM_LOCAL_FEATURES
 from lloca_hep.core.lorentz import apply, random_lorentz
-from lloca_hep.core.toyjets import toy_jets
+from lloca_hep.core.testing import toy_jets
 
 B = 6
 REPS = "2x0n+1x1n+1x2n"

@@ -5,7 +5,7 @@ import torch
 from lloca_hep.core.framechoices import FrameChoice
 from lloca_hep.core.frames import beam_rotation_frames, polar_frames, rotation_frames
 from lloca_hep.core.lorentz import apply, beam_rotation, inverse, lorentz_violation, random_lorentz
-from lloca_hep.core.toyjets import degenerate_jets, toy_jets
+from lloca_hep.core.testing import degenerate_jets, toy_jets
 
 LORENTZ_TOL = 1e-12
 

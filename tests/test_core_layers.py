@@ -12,7 +12,7 @@ from lloca_hep.core.messages import (
     knn_neighbours,
 )
 from lloca_hep.core.restframe import to_jet_rest_frame
-from lloca_hep.core.toyjets import toy_jets
+from lloca_hep.core.testing import toy_jets
 
 #: gamma bound of the local frames relative to the jet rest frame (velocity <= 1/2).
 MAX_LOCAL_GAMMA = 1.0 / (1.0 - 0.25) ** 0.5

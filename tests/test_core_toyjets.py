@@ -3,7 +3,7 @@
 import torch
 
 from lloca_hep.core.lorentz import minkowski
-from lloca_hep.core.toyjets import SOFT_PT_GEV, degenerate_jets, toy_jets
+from lloca_hep.core.testing import SOFT_PT_GEV, degenerate_jets, toy_jets
 
 
 def test_toy_jets_kinematics_and_reproducibility():

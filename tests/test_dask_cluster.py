@@ -92,9 +92,9 @@ def eager_scores(tagger_file: Path, eager_events) -> list:
 
 def _worker_loads(c) -> dict[str, int]:
     def loads() -> int:
-        import lloca_hep.coffea
+        import lloca_hep.integrations.coffea
 
-        return lloca_hep.coffea._TAGGER_LOADS
+        return lloca_hep.integrations.coffea._TAGGER_LOADS
 
     return c.run(loads)
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from lloca_hep.export import (
+from lloca_hep.io import read_jets
+from lloca_hep.models import LLoCaTransformer, model_name
+from lloca_hep.tagger import Tagger, TaggerFileError, load_tagger
+from lloca_hep.tagger.export import (
     ExportedTagger,
     export_tagger,
     load_exported,
     read_exported_header,
 )
-from lloca_hep.io import read_jets
-from lloca_hep.models import LLoCaTransformer, model_name
-from lloca_hep.tagger import Tagger, TaggerFileError, load_tagger
 
 PFNANO = Path("/work/shared/data/pfnano.root")
 SMALL = dict(hidden=16, blocks=1, heads=2, frames_hidden=8)

@@ -1,4 +1,4 @@
-"""The ``generate`` subcommand registered into an argparse parser (as lloca_hep.cli does)."""
+"""The ``generate`` subcommand registered into an argparse parser (lloca_hep.cli.generate)."""
 
 import argparse
 import logging
@@ -6,7 +6,8 @@ import logging
 import pytest
 import uproot
 
-from lloca_hep.generate.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, register
+from lloca_hep.cli._exitcodes import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from lloca_hep.cli.generate import register
 
 
 def _run(argv):

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from lloca_hep.core.lorentz import apply, beam_rotation, boost_along_z, random_lorentz
-from lloca_hep.core.toyjets import toy_jets
-from lloca_hep.models import build_model, model_name
+from lloca_hep.core.testing import toy_jets
+from lloca_hep.models import build_model, model_name, resolve_model_name
 from lloca_hep.models.plain import (
     ENERGY_FEATURES,
     FEATURE_NAMES,
     PlainJetTransformer,
     jet_relative_features,
 )
-from lloca_hep.training.loop import resolve_model_name
 
 NUM_JETS = 12
 #: Largest change of a float64 logit allowed for an exact symmetry.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lloca_hep.core.lorentz import apply, beam_rotation, random_lorentz
-from lloca_hep.core.toyjets import degenerate_jets, toy_jets
+from lloca_hep.core.testing import degenerate_jets, toy_jets
 from lloca_hep.models import MODELS, JetMassTagger, LLoCaTransformer, build_model, model_name
 
 NUM_JETS = 16

@@ -25,9 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from lloca_hep import _safeload
 from lloca_hep.demo import sample_path
-from lloca_hep.export import export_tagger, load_exported, read_exported_header
 from lloca_hep.models import JetMassTagger
 from lloca_hep.tagger import (
     MAX_CONSTITUENTS_LIMIT,
@@ -39,6 +37,8 @@ from lloca_hep.tagger import (
     read_tagger_header,
     resolve_device,
 )
+from lloca_hep.tagger import safeload as _safeload
+from lloca_hep.tagger.export import export_tagger, load_exported, read_exported_header
 
 SEED = 11
 MAX_CONSTITUENTS = 24

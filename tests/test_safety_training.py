@@ -25,7 +25,7 @@ import torch
 import uproot
 
 from lloca_hep.models import build_model
-from lloca_hep.training import train
+from lloca_hep.training import TrainConfig, train
 from lloca_hep.training.checkpoint import CheckpointError, load_checkpoint
 from tests.test_training_synthetic import synthetic_jets, write_jet_file
 
@@ -118,8 +118,8 @@ def test_non_positive_time_budget_is_a_usage_error(work, budget):
 def test_train_function_refuses_non_positive_time_budget(work, budget):
     before = snapshot(work)
     with pytest.raises(ValueError, match="time_budget_s must be a positive"):
-        train(work / "train.root", output_dir=work / "run", model="jet_mass",
-              time_budget_s=budget, progress=False, device="cpu")
+        train(work / "train.root", TrainConfig(model="jet_mass", time_budget_s=budget,
+              device="cpu"), output_dir=work / "run", progress=False)
     assert snapshot(work) == before
 
 
@@ -127,8 +127,8 @@ def test_run_that_completes_no_epoch_writes_no_tagger(work):
     """A (doctored) finished checkpoint without history: nothing was trained, so no tagger.pt
     is written, and the command fails (exit 1) saying so."""
     run = work / "run"
-    train(work / "train.root", output_dir=run, model="jet_mass", epochs=1, batch_size=64,
-          max_constituents=16, progress=False, device="cpu")
+    train(work / "train.root", TrainConfig(model="jet_mass", epochs=1, batch_size=64,
+          max_constituents=16, device="cpu"), output_dir=run, progress=False)
     ckpt = run / "checkpoint.pt"
     payload = torch.load(ckpt, weights_only=True)
     meta = json.loads(payload["meta"])
@@ -231,8 +231,8 @@ def test_failed_run_keeps_a_directory_that_existed(work, out):
 @pytest.fixture
 def checkpoint_run(work):
     """A finished one-epoch run in ``work/run``."""
-    train(work / "train.root", output_dir=work / "run", model="jet_mass", epochs=1,
-          batch_size=64, max_constituents=16, progress=False, device="cpu")
+    train(work / "train.root", TrainConfig(model="jet_mass", epochs=1, batch_size=64,
+          max_constituents=16, device="cpu"), output_dir=work / "run", progress=False)
     return work / "run"
 
 

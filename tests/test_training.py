@@ -16,7 +16,7 @@ import torch
 import uproot
 
 from lloca_hep.tagger import load_tagger, read_tagger_header
-from lloca_hep.training import train
+from lloca_hep.training import TrainConfig, train
 from lloca_hep.training.checkpoint import CheckpointError, load_checkpoint
 from lloca_hep.training.data import (
     LabelError,
@@ -27,7 +27,7 @@ from lloca_hep.training.data import (
 )
 from tests.test_training_synthetic import write_jet_file
 
-FAST = dict(model="jet_mass", batch_size=64, max_constituents=32, progress=False, device="cpu")
+FAST = dict(model="jet_mass", batch_size=64, max_constituents=32, device="cpu")
 TINY_TRANSFORMER = {"hidden": 16, "blocks": 1, "heads": 2, "frames_hidden": 16}
 
 
@@ -49,8 +49,8 @@ def _same_weights(a, b):
 
 
 def test_train_learns_and_writes_a_self_describing_tagger(files, tmp_path):
-    result = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=3,
-                   lr=1e-2, **FAST)
+    result = train(files["train"], TrainConfig(epochs=3, lr=1e-2, **FAST), val_files=files["val"],
+                   output_dir=tmp_path, progress=False)
     assert result.epochs_completed == 3 and result.stopped_reason == "epochs"
     assert result.tagger_path == tmp_path / "tagger.pt"
     history = json.loads((tmp_path / "history.json").read_text())
@@ -74,52 +74,57 @@ def test_train_learns_and_writes_a_self_describing_tagger(files, tmp_path):
 
 
 def test_seeded_runs_are_reproducible(files, tmp_path):
-    a = train(files["train"], output_dir=tmp_path / "a", epochs=2, seed=5, **FAST)
-    b = train(files["train"], output_dir=tmp_path / "b", epochs=2, seed=5, **FAST)
-    c = train(files["train"], output_dir=tmp_path / "c", epochs=2, seed=6, **FAST)
+    a = train(files["train"], TrainConfig(epochs=2, seed=5, **FAST), output_dir=tmp_path / "a",
+              progress=False)
+    b = train(files["train"], TrainConfig(epochs=2, seed=5, **FAST), output_dir=tmp_path / "b",
+              progress=False)
+    c = train(files["train"], TrainConfig(epochs=2, seed=6, **FAST), output_dir=tmp_path / "c",
+              progress=False)
     assert _same_weights(_weights(a.tagger_path), _weights(b.tagger_path))
     assert not _same_weights(_weights(a.tagger_path), _weights(c.tagger_path))
     assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
 
 
 def test_early_stopping_when_validation_does_not_improve(files, tmp_path):
-    result = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=10,
-                   lr=0.0, schedule="constant", patience=2, **FAST)
+    result = train(files["train"], TrainConfig(epochs=10, lr=0.0, schedule="constant", patience=2,
+                   **FAST), val_files=files["val"], output_dir=tmp_path, progress=False)
     assert result.stopped_reason == "early stopping"
     assert result.epochs_completed == 3 and result.best_epoch == 1
 
 
 def test_time_budget_stops_mid_epoch(files, tmp_path):
-    result = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=5,
-                   time_budget_s=1e-6, **FAST)
+    result = train(files["train"], TrainConfig(epochs=5, time_budget_s=1e-6, **FAST),
+                   val_files=files["val"], output_dir=tmp_path, progress=False)
     assert result.stopped_reason == "time budget"
     assert result.epochs_completed == 1
     assert result.history[0]["fraction"] < 1.0
     # resuming a finished run does not train further
-    again = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=5,
-                  time_budget_s=1e-6, resume=True, **FAST)
+    again = train(files["train"], TrainConfig(epochs=5, time_budget_s=1e-6, resume=True, **FAST),
+                  val_files=files["val"], output_dir=tmp_path, progress=False)
     assert again.epochs_completed == 1
     assert _same_weights(_weights(result.tagger_path), _weights(again.tagger_path))
 
 
 def test_existing_checkpoint_needs_resume_and_matching_settings(files, tmp_path):
-    train(files["train"], output_dir=tmp_path, epochs=1, **FAST)
+    train(files["train"], TrainConfig(epochs=1, **FAST), output_dir=tmp_path, progress=False)
     with pytest.raises(FileExistsError, match="resume"):
-        train(files["train"], output_dir=tmp_path, epochs=1, **FAST)
+        train(files["train"], TrainConfig(epochs=1, **FAST), output_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="seed"):
-        train(files["train"], output_dir=tmp_path, epochs=2, resume=True, seed=99, **FAST)
+        train(files["train"], TrainConfig(epochs=2, resume=True, seed=99, **FAST),
+              output_dir=tmp_path, progress=False)
 
 
 def test_resume_continues_to_the_same_result(files, tmp_path):
-    full = train(files["train"], val_files=files["val"], output_dir=tmp_path / "full",
-                 epochs=3, **FAST)
+    full = train(files["train"], TrainConfig(epochs=3, **FAST), val_files=files["val"],
+                 output_dir=tmp_path / "full", progress=False)
     # interrupt a 3-epoch run inside its second epoch (an exception, so the process survives)
     with pytest.raises(_Interrupt):
-        train(files["train"], val_files=files["val"], output_dir=tmp_path / "resumed",
-              epochs=3, on_batch_end=_raise_at(epoch=1, batch=2), **FAST)
+        train(files["train"], TrainConfig(epochs=3, **FAST), val_files=files["val"],
+              output_dir=tmp_path / "resumed", on_batch_end=_raise_at(epoch=1, batch=2),
+              progress=False)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt").epoch == 1
-    resumed = train(files["train"], val_files=files["val"], output_dir=tmp_path / "resumed",
-                    epochs=3, resume=True, **FAST)
+    resumed = train(files["train"], TrainConfig(epochs=3, resume=True, **FAST),
+                    val_files=files["val"], output_dir=tmp_path / "resumed", progress=False)
     assert resumed.epochs_completed == 3
     assert _same_weights(_weights(full.tagger_path), _weights(resumed.tagger_path))
     assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
@@ -139,7 +144,7 @@ def _raise_at(epoch, batch):
 KILL_DRIVER = textwrap.dedent(
     """
     import os, sys, time
-    from lloca_hep.training import train
+    from lloca_hep.training import TrainConfig, train
 
     marker, out, train_file, val_file = sys.argv[1:5]
 
@@ -149,9 +154,11 @@ KILL_DRIVER = textwrap.dedent(
                 fh.write(str(os.getpid()))
             time.sleep(600)                    # wait to be SIGKILLed
 
-    train(train_file, val_files=val_file, output_dir=out, model="transformer",
-          model_config={tiny}, epochs=4, batch_size=32, max_constituents=32, max_jets=300,
-          seed=7, device="cpu", num_threads=1, progress=False, on_batch_end=on_batch_end)
+    config = TrainConfig(model="transformer", model_config={tiny}, epochs=4, batch_size=32,
+                         max_constituents=32, max_jets=300, seed=7, device="cpu",
+                         num_threads=1)
+    train(train_file, config, val_files=val_file, output_dir=out, progress=False,
+          on_batch_end=on_batch_end)
     """
 ).replace("{tiny}", repr(TINY_TRANSFORMER))
 
@@ -186,6 +193,7 @@ def test_sigkill_mid_epoch_then_resume_loses_only_that_epoch(files, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     # two full epochs survived the kill; the third was in progress
     assert load_checkpoint(out / "checkpoint.pt").epoch == 2
@@ -223,8 +231,8 @@ def test_streaming_dataset_matches_in_memory(files, tmp_path):
     n_val = sum(len(b[2]) for b in val_part.batches(64))
     assert n_train + n_val == 199 and 40 <= n_val <= 60
 
-    result = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=1,
-                   memory_limit_bytes=1, step_size=100, **FAST)
+    result = train(files["train"], TrainConfig(epochs=1, memory_limit_bytes=1, step_size=100,
+                   **FAST), val_files=files["val"], output_dir=tmp_path, progress=False)
     assert result.metadata["n_train_jets"] == 600
 
 
@@ -240,8 +248,8 @@ def test_in_memory_split_is_seeded_and_disjoint(files):
 
 def test_label_problems_are_named(files, tmp_path):
     with pytest.raises(ValueError, match="no_such_label"):
-        train(files["train"], output_dir=tmp_path / "a", epochs=1, label_branch="no_such_label",
-              **FAST)
+        train(files["train"], TrainConfig(epochs=1, label_branch="no_such_label", **FAST),
+              output_dir=tmp_path / "a", progress=False)
     bad = tmp_path / "bad_labels.root"
     with uproot.open(files["val"]) as f:
         arrays = f["jets"].arrays(["npart", "part_px", "part_py", "part_pz", "part_energy",
@@ -259,8 +267,8 @@ def test_label_problems_are_named(files, tmp_path):
 
 
 def test_learned_frames_transformer_trains(files, tmp_path):
-    result = train(files["train"], val_files=files["val"], output_dir=tmp_path, epochs=2,
-                   model="transformer", model_config=TINY_TRANSFORMER, lr=3e-3, batch_size=64,
-                   max_constituents=32, progress=False, device="cpu")
+    result = train(files["train"], TrainConfig(epochs=2, model="transformer",
+                   model_config=TINY_TRANSFORMER, lr=3e-3, batch_size=64, max_constituents=32,
+                   device="cpu"), val_files=files["val"], output_dir=tmp_path, progress=False)
     assert result.history[-1]["val_auc"] > 0.9
     assert read_tagger_header(result.tagger_path)["config"]["frames"] == "learned"

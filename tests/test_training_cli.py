@@ -1,4 +1,4 @@
-"""`train`, `evaluate` and `tag` subcommands (lloca_hep.training.cli) and their Python functions."""
+"""`train`, `evaluate` and `tag` subcommands (lloca_hep.cli) and their Python functions."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 import torch
 import uproot
 
+from lloca_hep.inference import tag_file
 from lloca_hep.io import read_jets
 from lloca_hep.models import build_model
 from lloca_hep.tagger import EmptyJetWarning, Tagger, load_tagger
-from lloca_hep.training import evaluate_files, tag_file
+from lloca_hep.training import evaluate_files
 from lloca_hep.training.__main__ import main
 from lloca_hep.training.evaluate import evaluate
 from lloca_hep.training.metrics import roc_auc
@@ -91,11 +92,12 @@ def test_evaluate_command_and_function_agree(data, tmp_path, capsys):
     assert numbers["auc"] == pytest.approx(roc_auc(labels[ok], scores[ok]), abs=1e-9)
     assert numbers["accuracy"] == pytest.approx(np.mean((scores[ok] >= 0.5) == labels[ok]))
     direct = evaluate(data["tagger"], data["test"], progress=False)
-    assert direct["auc"] == pytest.approx(numbers["auc"], abs=1e-9)
-    assert direct["files"] == {}
+    assert direct.metrics.auc == pytest.approx(numbers["auc"], abs=1e-9)
+    assert direct.files == {}
+    assert direct.to_json()["n_jets"] == numbers["n_jets"]
     via_path = evaluate_files(data["test"], model=data["model"], device="cpu", progress=False)
     # JSON has no infinity: an infinite rejection is written as the string "inf"
-    assert via_path["rejection_at_eps_s_0.5"] == pytest.approx(
+    assert via_path.metrics.rejection_at(0.5) == pytest.approx(
         float(numbers["rejection_at_eps_s_0.5"]))
 
 

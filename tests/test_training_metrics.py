@@ -1,6 +1,8 @@
 """Metrics of lloca_hep.training.metrics against independent brute-force computations."""
 
+import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -68,12 +70,32 @@ def test_accuracy_and_summary():
     probs = np.array([0.9, 0.4, 0.2, 0.6, 0.5])
     assert metrics.accuracy(labels, probs) == pytest.approx(3 / 5)
     s = metrics.summarize(labels, probs)
-    assert s["n_jets"] == 5 and s["n_signal"] == 3 and s["n_background"] == 2
-    assert s["accuracy"] == pytest.approx(0.6)
-    assert s["auc"] == pytest.approx(_auc_pairwise(labels, probs))
-    assert {"rejection_at_eps_s_0.3", "rejection_at_eps_s_0.5", "bce"} <= set(s)
+    assert s.n_jets == 5 and s.n_signal == 3 and s.n_background == 2
+    assert s.accuracy == pytest.approx(0.6)
+    assert s.auc == pytest.approx(_auc_pairwise(labels, probs))
+    assert set(s.rejection) == {0.3, 0.5}
+    assert s.rejection_at(0.5) == metrics.background_rejection(labels, probs, 0.5)
+    with pytest.raises(KeyError, match="0.7"):
+        s.rejection_at(0.7)
+    assert {"rejection_at_eps_s_0.3", "rejection_at_eps_s_0.5", "bce"} <= set(s.to_json())
     expected_bce = -np.mean(np.where(labels == 1, np.log(probs), np.log(1 - probs)))
-    assert s["bce"] == pytest.approx(expected_bce)
+    assert s.bce == pytest.approx(expected_bce)
+
+
+def test_metrics_json_writes_infinite_rejection_as_string():
+    m = metrics.Metrics(n_jets=2, n_signal=1, n_background=1, accuracy=1.0, auc=1.0, bce=0.1,
+                        rejection={0.3: math.inf})
+    assert m.to_json()["rejection_at_eps_s_0.3"] == "inf"
+    json.dumps(m.to_json())
+
+
+def test_missing_plot_extra_names_the_install_command(monkeypatch, tmp_path):
+    from lloca_hep.training import plots
+
+    monkeypatch.setitem(sys.modules, "mplhep", None)  # simulates mplhep not installed
+    with pytest.raises(ImportError, match=r'mplhep.*pip install "lloca-hep\[plot\]"'):
+        plots.plot_roc(np.array([0.0, 1.0]), np.array([0.0, 1.0]), tmp_path / "roc.png")
+    assert not (tmp_path / "roc.png").exists()
 
 
 def test_bad_inputs_raise():

@@ -15,7 +15,7 @@ Example (a deep-sets backbone predicting one four-vector per jet)::
     >>> from lloca_hep.core.canonicalize import LorentzCanonicalized
     >>> from lloca_hep.core.features import NUM_LOCAL_FEATURES
     >>> from lloca_hep.core.lorentz import apply, random_lorentz
-    >>> from lloca_hep.core.toyjets import toy_jets
+    >>> from lloca_hep.core.testing import toy_jets
     >>> class DeepSets(nn.Module):
     ...     def __init__(self, n_in, n_out):
     ...         super().__init__()

@@ -12,7 +12,16 @@ from .graphnet import LLoCaGraphNet
 from .plain import PlainJetTransformer
 from .transformer import LLoCaTransformer
 
-__all__ = ["MODELS", "SIZE_OPTIONS", "build_model", "check_config", "model_name"]
+__all__ = [
+    "MODELS",
+    "MODEL_ALIASES",
+    "SIZE_OPTIONS",
+    "build_model",
+    "check_config",
+    "model_name",
+    "model_names",
+    "resolve_model_name",
+]
 
 #: Registered model classes by name.
 MODELS: dict[str, type[nn.Module]] = {
@@ -21,6 +30,30 @@ MODELS: dict[str, type[nn.Module]] = {
     "JetMassTagger": JetMassTagger,
     "plain_transformer": PlainJetTransformer,
 }
+
+#: Short names users may give for the models of :data:`MODELS` (CLI ``--model``, ``train``).
+#: ``plain_transformer`` is itself a key of :data:`MODELS`.
+MODEL_ALIASES: dict[str, str] = {
+    "transformer": "LLoCaTransformer",
+    "graphnet": "LLoCaGraphNet",
+    "jet_mass": "JetMassTagger",
+}
+
+
+def resolve_model_name(name: str) -> str:
+    """The :data:`MODELS` key of ``name``: a key itself or an alias of :data:`MODEL_ALIASES`.
+
+    Raises ``ValueError`` listing every accepted name for anything else.
+    """
+    full = MODEL_ALIASES.get(name, name)
+    if full not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {model_names()}")
+    return full
+
+
+def model_names() -> list[str]:
+    """Every name :func:`resolve_model_name` accepts (registry keys and aliases), sorted."""
+    return sorted(set(MODELS) | {a for a, full in MODEL_ALIASES.items() if full in MODELS})
 
 #: Constructor options that are widths or counts: integers >= 1 (``num_classes`` may be None).
 SIZE_OPTIONS = ("hidden", "blocks", "heads", "layers", "neighbours", "num_vectors", "mlp_ratio",

@@ -2,8 +2,8 @@
 
 Public API::
 
-    pad_jets(constituents, max_constituents=128, sort_by_pt=True) -> PaddedJets
-    pad_flat(offsets, px, py, pz, energy, max_constituents=128, sort_by_pt=True, *, counts=None)
+    pad_jets(constituents, max_constituents=64, sort_by_pt=True) -> PaddedJets
+    pad_flat(offsets, px, py, pz, energy, max_constituents=64, sort_by_pt=True, *, counts=None)
     offsets_from_counts(counts), argsort_by_pt(offsets, px, py)
     polar_to_cartesian(pt, eta, phi, mass) -> (px, py, pz, E)      # .conversion
     apply_momentum_policy(cols, counts, on_invalid, *, where, ...)  # .validation

@@ -23,8 +23,9 @@ import numpy.typing as npt
 
 from . import kernels
 
-#: Default number of constituents kept per jet.
-DEFAULT_MAX_CONSTITUENTS = 128
+#: Default number of constituents kept per jet (hardest first), the one default of every route
+#: (padding, ``lloca-hep train``/``TrainConfig``); a tagger file stores its own value.
+DEFAULT_MAX_CONSTITUENTS = 64
 
 
 class EmptyJetsWarning(UserWarning):

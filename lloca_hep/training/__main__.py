@@ -1,20 +1,22 @@
 """``python -m lloca_hep.training {train,evaluate,tag} ...``: the same subcommands as
-``lloca-hep``, usable on their own (e.g. in subprocess-based tests)."""
+``lloca-hep`` (:mod:`lloca_hep.cli`), usable on their own (``torchrun -m lloca_hep.training
+train ...``, subprocess-based tests)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
-from .._exitcodes import run_command
-from .cli import register
+from lloca_hep.cli import build_parser
+from lloca_hep.cli._exitcodes import run_command
+
+#: The subcommands of ``python -m lloca_hep.training``.
+COMMANDS = ("train", "evaluate", "tag")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lloca_hep.training")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m lloca_hep.training`` with ``argv``; returns the exit code."""
+    parser = build_parser("python -m lloca_hep.training", COMMANDS, description=None)
     return run_command(parser, parser.parse_args(argv))
 
 

@@ -1,7 +1,7 @@
 """Argument checks shared by ``train`` and ``evaluate``.
 
 * :func:`require_number`: a finite-number check for the Python API (raises :class:`ValueError`
-  naming the argument); the CLI uses :mod:`lloca_hep._argtypes`.
+  naming the argument); the CLI uses :mod:`lloca_hep.cli._argtypes`.
 * :func:`check_inputs_exist` reports a missing input file before any file is read (a missing
   validation file is not found only after all the training data were read).
 """

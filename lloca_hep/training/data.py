@@ -17,13 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import DEFAULT_LABEL_BRANCH, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_STEP_SIZE
+
 log = logging.getLogger(__name__)
 
-DEFAULT_LABEL_BRANCH = "is_signal"
-#: Padded arrays larger than this are streamed from disk instead of kept in memory (bytes).
-DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
-#: Chunk size passed to :func:`lloca_hep.io.iterate_jets` when reading training data.
-DEFAULT_STEP_SIZE = "100 MB"
 #: Number of consecutive chunks shuffled together when streaming.
 STREAM_SHUFFLE_CHUNKS = 4
 #: Bytes per padded constituent slot: four float64 momenta and one bool mask entry.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,8 @@ from lloca_hep.tagger import EmptyJetWarning, NonFiniteScoreWarning, Tagger, loa
 
 from .._files import atomic_output, check_output_dir, output_directory
 from . import metrics
+from .config import DEFAULT_LABEL_BRANCH, DEFAULT_STEP_SIZE
 from .data import (
-    DEFAULT_LABEL_BRANCH,
-    DEFAULT_STEP_SIZE,
     LabelError,
     _as_paths,
     _chunk_where,
@@ -32,6 +31,31 @@ log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.json"
 ROC_NAME = "roc.png"
 SCORES_NAME = "scores.png"
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate`, :func:`report` and :func:`lloca_hep.demo.run_demo` return.
+
+    ``files`` maps ``"metrics"``, ``"roc"``, ``"scores"`` (and ``"scored"`` for the demo) to the
+    paths written (empty without an output directory). ``tag_jets_per_second`` is the end-to-end
+    speed of ``tag_file`` when the scores came from it (the demo).
+    """
+
+    metrics: metrics.Metrics
+    model: str = "tagger"
+    inputs: tuple[str, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)
+    tag_jets_per_second: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``metrics.json``: :meth:`Metrics.to_json` plus ``model``,
+        ``inputs``, ``files`` (and ``tag_jets_per_second`` when set)."""
+        out = {**self.metrics.to_json(), "model": self.model, "inputs": list(self.inputs),
+               "files": dict(self.files)}
+        if self.tag_jets_per_second is not None:
+            out["tag_jets_per_second"] = self.tag_jets_per_second
+        return out
 
 
 def score_labelled(
@@ -94,12 +118,12 @@ def evaluate(
     label: str | None = None,
     progress: bool = True,
     tree: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Accuracy, ROC AUC and background rejection 1/eps_B at eps_S = 0.3 and 0.5 of ``tagger``.
 
     Jets without constituents (NaN score) are left out and counted in ``n_empty``. With
     ``output_dir`` also writes ``metrics.json``, ``roc.png`` and ``scores.png`` there and adds
-    their paths under ``"files"``. Also reports ``jets_per_second`` of :meth:`Tagger.score`.
+    their paths in ``files``. Also reports ``jets_per_second`` of :meth:`Tagger.score`.
     Files whose jets all have the same label are refused (:class:`LabelError`): the ROC curve
     and AUC need signal and background jets.
     """
@@ -115,13 +139,9 @@ def evaluate(
             f"{describe_class(int(classes[0]))} in all {labels.size} jets; the ROC curve, AUC "
             "and background rejection need both signal (1) and background (0) jets"
         )
-    extra = {
-        "jets_per_second": float(labels.size / seconds) if seconds > 0 else None,
-        "model": tagger.model_name,
-        "inputs": [os.fspath(f) for f in _as_paths(files)],
-    }
+    speed = float(labels.size / seconds) if seconds > 0 else None
     return report(labels, scores, output_dir=output_dir, label=label or tagger.model_name,
-                  extra=extra)
+                  model=tagger.model_name, inputs=_as_paths(files), jets_per_second=speed)
 
 
 def report(
@@ -130,40 +150,39 @@ def report(
     *,
     output_dir: str | os.PathLike[str] | None = None,
     label: str = "tagger",
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The numbers of :func:`metrics.summarize` for ``labels (n,)`` and ``scores (n,)``.
+    model: str = "tagger",
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    jets_per_second: float | None = None,
+    tag_jets_per_second: float | None = None,
+) -> EvaluationResult:
+    """:func:`metrics.summarize` of ``labels (n,)`` and ``scores (n,)`` as an
+    :class:`EvaluationResult` (``model``, ``inputs`` and the speeds are recorded in it).
 
     Jets with a NaN score (no constituents) are left out and counted in ``n_empty``. With
     ``output_dir`` also writes ``metrics.json``, ``roc.png`` and ``scores.png`` there (``label``
-    names the curve) and lists their paths under ``"files"``. ``extra`` entries are added to the
-    result (and to ``metrics.json``).
+    names the curve) and lists their paths in ``files``.
     """
     valid = np.isfinite(scores)
     n_empty = int((~valid).sum())
     if n_empty:
         log.warning("%d jets without constituents have no score and are left out", n_empty)
-    result: dict[str, Any] = metrics.summarize(labels[valid], scores[valid])
-    result["n_empty"] = n_empty
-    result.update(extra or {})
-    result["files"] = {}
-    if output_dir is not None:
-        from .plots import plot_roc, plot_score_histograms
+    numbers = replace(metrics.summarize(labels[valid], scores[valid]), n_empty=n_empty,
+                      jets_per_second=jets_per_second)
+    result = EvaluationResult(numbers, model=model, inputs=tuple(os.fspath(f) for f in inputs),
+                              tag_jets_per_second=tag_jets_per_second)
+    if output_dir is None:
+        return result
+    from .plots import plot_roc, plot_score_histograms
 
-        with output_directory(output_dir) as out:  # removed again if it stays empty on failure
-            eps_b, eps_s, _ = metrics.roc_curve(labels[valid], scores[valid])
-            roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label, auc=result["auc"])
-            hists = plot_score_histograms(labels[valid], scores[valid], out / SCORES_NAME)
-            result["files"] = {"roc": str(roc), "scores": str(hists),
-                               "metrics": str(out / METRICS_NAME)}
-            with atomic_output(out / METRICS_NAME) as tmp:
-                tmp.write_text(json.dumps(_finite(result), indent=1, sort_keys=True))
+    with output_directory(output_dir) as out:  # removed again if it stays empty on failure
+        eps_b, eps_s, _ = metrics.roc_curve(labels[valid], scores[valid])
+        roc = plot_roc(eps_b, eps_s, out / ROC_NAME, label=label, auc=numbers.auc)
+        hists = plot_score_histograms(labels[valid], scores[valid], out / SCORES_NAME)
+        result = replace(result, files={"roc": str(roc), "scores": str(hists),
+                                        "metrics": str(out / METRICS_NAME)})
+        with atomic_output(out / METRICS_NAME) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=1, sort_keys=True))
     return result
-
-
-def _finite(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no infinity: infinite rejections (no background left) become the string "inf"."""
-    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in d.items()}
 
 
 def evaluate_files(
@@ -177,7 +196,7 @@ def evaluate_files(
     max_jets: int | None = None,
     progress: bool = True,
     tree: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """:func:`evaluate` of the tagger file ``model`` (None: the shipped tagger) on ``files``."""
     if output_dir is not None:
         check_output_dir(output_dir)  # before the tagger is loaded

@@ -9,6 +9,8 @@ them rather than guess.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -115,23 +117,61 @@ def binary_cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float
     return float(-np.mean(np.where(labels, np.log(p), np.log1p(-p))))
 
 
-def summarize(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """All the numbers the field quotes for a binary tagger, as a JSON-serialisable dict.
+def rejection_key(signal_efficiency: float) -> str:
+    """The JSON key of the rejection at ``signal_efficiency`` (``"rejection_at_eps_s_0.3"``)."""
+    return f"rejection_at_eps_s_{signal_efficiency}"
 
-    Keys: ``n_jets``, ``n_signal``, ``n_background``, ``accuracy``, ``auc``,
-    ``rejection_at_eps_s_0.3``, ``rejection_at_eps_s_0.5`` (1/eps_B), ``bce``.
-    Rejections that are infinite are reported as ``None`` in JSON terms (``math.inf`` here).
+
+@dataclass(frozen=True)
+class Metrics:
+    """The numbers the field quotes for a binary tagger on a set of jets.
+
+    ``rejection`` maps a signal efficiency eps_S to the background rejection 1/eps_B there
+    (``math.inf`` when no background survives). ``n_empty`` counts jets left out for having no
+    constituents; ``jets_per_second`` is the scoring speed when it was measured.
     """
+
+    n_jets: int
+    n_signal: int
+    n_background: int
+    accuracy: float
+    auc: float
+    bce: float
+    rejection: Mapping[float, float] = field(default_factory=dict)
+    n_empty: int = 0
+    jets_per_second: float | None = None
+
+    def rejection_at(self, signal_efficiency: float) -> float:
+        """1/eps_B at ``signal_efficiency`` (one of :data:`REJECTION_SIGNAL_EFFICIENCIES`)."""
+        try:
+            return self.rejection[signal_efficiency]
+        except KeyError:
+            raise KeyError(f"no rejection at eps_S = {signal_efficiency}; computed at "
+                           f"{sorted(self.rejection)}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: the field names, with ``rejection`` flattened into
+        ``rejection_at_eps_s_<eff>`` keys (the keys of ``metrics.json``); infinite rejections
+        become the string ``"inf"`` (JSON has no infinity)."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                               if f.name != "rejection"}
+        for eff, value in self.rejection.items():
+            out[rejection_key(eff)] = "inf" if math.isinf(value) else value
+        return out
+
+
+def summarize(labels: np.ndarray, probabilities: np.ndarray) -> Metrics:
+    """All the numbers the field quotes for a binary tagger, as :class:`Metrics`: accuracy,
+    ROC AUC, BCE and the rejection 1/eps_B at :data:`REJECTION_SIGNAL_EFFICIENCIES`."""
     labels_b, probabilities = _check(labels, probabilities)
     eps_b, eps_s, _ = roc_curve(labels_b, probabilities)
-    out: dict[str, Any] = {
-        "n_jets": int(labels_b.size),
-        "n_signal": int(labels_b.sum()),
-        "n_background": int((~labels_b).sum()),
-        "accuracy": accuracy(labels_b, probabilities),
-        "auc": float(_trapezoid(eps_s, eps_b)),
-    }
-    for eff in REJECTION_SIGNAL_EFFICIENCIES:
-        out[f"rejection_at_eps_s_{eff}"] = _rejection_from_curve(eps_b, eps_s, eff)
-    out["bce"] = binary_cross_entropy(labels_b, probabilities)
-    return out
+    return Metrics(
+        n_jets=int(labels_b.size),
+        n_signal=int(labels_b.sum()),
+        n_background=int((~labels_b).sum()),
+        accuracy=accuracy(labels_b, probabilities),
+        auc=float(_trapezoid(eps_s, eps_b)),
+        bce=binary_cross_entropy(labels_b, probabilities),
+        rejection={eff: _rejection_from_curve(eps_b, eps_s, eff)
+                   for eff in REJECTION_SIGNAL_EFFICIENCIES},
+    )

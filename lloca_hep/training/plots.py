@@ -1,9 +1,15 @@
-"""Figures of a tagger's performance (matplotlib Agg backend, hist + mplhep)."""
+"""Figures of a tagger's performance (matplotlib Agg backend, hist + mplhep).
+
+matplotlib, mplhep and hist are the optional extra ``plot``; without them the functions raise
+:class:`ImportError` with the install hint (:func:`require_plotting`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -14,6 +20,22 @@ SCORE_BINS = 50
 FIGSIZE = (8.0, 7.0)
 LEGEND_FONTSIZE = 16
 DPI = 110
+#: What to install for the figures.
+PLOT_INSTALL_HINT = 'pip install "lloca-hep[plot]"'
+PLOT_PACKAGES = ("matplotlib", "mplhep", "hist")
+
+
+def require_plotting() -> tuple[ModuleType, ModuleType]:
+    """``(mplhep, hist)``, or :class:`ImportError` naming the missing package and the install
+    hint when one of :data:`PLOT_PACKAGES` is missing."""
+    modules = {}
+    for name in PLOT_PACKAGES:
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(f"the ROC and score figures need {name}, which is not installed: "
+                              f"{PLOT_INSTALL_HINT}") from exc
+    return modules["mplhep"], modules["hist"]
 
 
 def _save(fig: object, path: Path) -> None:
@@ -36,8 +58,9 @@ def _figure():
 def plot_roc(eps_b: np.ndarray, eps_s: np.ndarray, path: str | os.PathLike[str], *,
              label: str = "tagger", auc: float | None = None) -> Path:
     """Background rejection 1/eps_B against signal efficiency eps_S (log scale), as a PNG."""
-    import mplhep
+    mplhep, _ = require_plotting()
     from matplotlib import style
+
     path = Path(path)
     keep = eps_b > 0
     with style.context(mplhep.style.ROOT):
@@ -60,9 +83,9 @@ def plot_score_histograms(labels: np.ndarray, scores: np.ndarray, path: str | os
                           *, signal_name: str = "top (signal)",
                           background_name: str = "QCD (background)") -> Path:
     """Normalised score distributions of signal and background jets (hist + mplhep), as a PNG."""
-    import hist
-    import mplhep
+    mplhep, hist = require_plotting()
     from matplotlib import style
+
     path = Path(path)
     labels = np.asarray(labels).astype(bool)
     h = (

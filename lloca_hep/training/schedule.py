@@ -13,7 +13,10 @@ from typing import Any
 
 import torch
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+from .config import SCHEDULES
+
+__all__ = ["SCHEDULES", "LRSchedule", "lr_factor"]
+
 #: Fraction of the run spent on the linear warm-up of the cosine schedule.
 COSINE_WARMUP_FRACTION = 0.03
 #: The cosine schedule ends at this fraction of the peak learning rate.

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from lloca_hep.tagger import TaggerFileError
+from .format import TaggerFileError
 
 #: Why anything that could run code is refused, appended to every such error.
 NOT_CODE = "a tagger file from a stranger must not run code"
@@ -107,7 +107,7 @@ _TREESPEC_TYPES = frozenset({
 })
 _SYMPY_CORE_FUNCTIONS = frozenset({
     "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "Abs", "floor", "ceiling",
-    "sqrt", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "Equality", "Unequality", "StrictLessThan",
+    "sqrt", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "Equality", "Inequality", "StrictLessThan",
     "StrictGreaterThan", "LessThan", "GreaterThan", "And", "Or", "Not", "Piecewise",
     "ExprCondPair", "Max", "Min", "Mod",
 })

@@ -7,9 +7,19 @@ with a message that argparse shows as a usage error (exit code 2).
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from typing import Any
 
-__all__ = ["non_negative_float", "non_negative_int", "positive_float", "positive_int"]
+__all__ = [
+    "fraction",
+    "json_object",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "step_size",
+]
 
 
 def _int_at_least(text: str, minimum: int, kind: str) -> int:
@@ -56,3 +66,27 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (argparse ``type=``)."""
+    value = _finite_float(text, "a number between 0 and 1")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object, e.g. ``'{"hidden": 32}'`` (argparse ``type=``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"hidden\": 32}'")
+    return value
+
+
+def step_size(text: str) -> str | int:
+    """A chunk size: a number of entries (``100000``) or of bytes (``"50 MB"``)."""
+    return int(text) if text.isdigit() else text

@@ -1,0 +1,80 @@
+"""Taggers and their files: the one home of the tagger file format.
+
+>>> import lloca_hep
+>>> tagger = lloca_hep.load_tagger()            # the tagger shipped in the package
+>>> scores = tagger.score(lloca_hep.read_jets("jets.root"))
+
+Modules, each with one job (imports only go down this list, never up)::
+
+    format    the file format: constants, validate_header (the one header check, for .pt and
+              .pt2), TaggerFileError, reading and writing .pt files (torch.load weights_only)
+    scoring   Tagger (model + preprocessing -> float32 scores), resolve_device, the warnings
+    safeload  vetting a .pt2 archive record by record before torch reads it
+    export    torch.export .pt2 archives: export_tagger, load_exported, ExportedTagger
+    loading   load_tagger / read_tagger_header: dispatch on the suffix (.pt2 -> export)
+
+Loading a tagger file from a stranger never runs its code.
+"""
+
+from __future__ import annotations
+
+from .export import (
+    HEADER_FILE,
+    ExportedTagger,
+    export_tagger,
+    load_exported,
+    read_exported_header,
+)
+from .format import (
+    EXPORTED_SUFFIX,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MAX_CONSTITUENTS_LIMIT,
+    TaggerFileError,
+    atomic_torch_save,
+    check_finite_weights,
+    validate_header,
+    write_tagger_file,
+)
+from .format import parse_payload as _parse_header  # noqa: F401 (old private name)
+from .format import read_payload as _read_payload  # noqa: F401 (old private name)
+from .loading import DEFAULT_TAGGER_RESOURCE, load_tagger, read_tagger_header
+from .loading import _shipped_path as _shipped_path
+from .scoring import (
+    DEFAULT_BATCH_SIZE,
+    DEVICE_CHOICES,
+    EmptyJetWarning,
+    NonFiniteScoreWarning,
+    Tagger,
+    resolve_device,
+)
+from .scoring import _constituents_of as _constituents_of
+from .scoring import _probabilities as _probabilities
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_TAGGER_RESOURCE",
+    "DEVICE_CHOICES",
+    "EXPORTED_SUFFIX",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "HEADER_FILE",
+    "MAX_CONSTITUENTS_LIMIT",
+    "EmptyJetWarning",
+    "ExportedTagger",
+    "NonFiniteScoreWarning",
+    "Tagger",
+    "TaggerFileError",
+    "atomic_torch_save",
+    "check_finite_weights",
+    "export_tagger",
+    "load_exported",
+    "load_tagger",
+    "read_exported_header",
+    "read_tagger_header",
+    "resolve_device",
+    "validate_header",
+    "write_tagger_file",
+]
+# Private names kept importable from here for older callers: _constituents_of
+# (lloca_hep.training.data), _shipped_path (benchmarks/bench_dask.py).

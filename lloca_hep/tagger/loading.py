@@ -1,0 +1,129 @@
+"""Loading tagger files: ``.pt`` (built from the header's model name and config) or ``.pt2``.
+
+:func:`load_tagger` dispatches on the suffix: ``.pt2`` archives go to
+:func:`lloca_hep.tagger.export.load_exported` (vetted before torch reads them), everything else
+is read as a ``.pt`` file by :mod:`lloca_hep.tagger.format` and its model rebuilt from
+:mod:`lloca_hep.models`. ``None`` is the tagger shipped in the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .export import load_exported, read_exported_header
+from .format import (
+    EXPORTED_SUFFIX,
+    TaggerFileError,
+    check_finite_weights,
+    parse_payload,
+    read_payload,
+)
+from .scoring import DEFAULT_BATCH_SIZE, Tagger, resolve_device
+
+__all__ = ["DEFAULT_TAGGER_RESOURCE", "load_tagger", "read_tagger_header"]
+
+log = logging.getLogger(__name__)
+
+#: Name of the tagger file shipped inside the package (``lloca_hep/data``).
+DEFAULT_TAGGER_RESOURCE = "default_tagger.pt"
+
+
+def _build(path: Path, header: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    from lloca_hep import models
+
+    name = header["model_name"]
+    if name not in models.MODELS:
+        raise TaggerFileError(
+            path,
+            f"unknown model {name!r}; this lloca-hep knows {sorted(models.MODELS)}",
+        )
+    config = header["config"]
+    if not isinstance(config, dict):
+        raise TaggerFileError(path, "model config is not a JSON object")
+    try:
+        model = models.build_model(name, config)
+    except Exception as exc:
+        raise TaggerFileError(
+            path, f"cannot build model {name!r} from the stored config: {exc}"
+        ) from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise TaggerFileError(
+            path, f"weights do not fit model {name!r}: {' '.join(first[:3])}"
+        ) from exc
+    return model
+
+
+@contextlib.contextmanager
+def _shipped_path() -> Iterator[Path]:
+    resource = importlib.resources.files("lloca_hep").joinpath("data", DEFAULT_TAGGER_RESOURCE)
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"the shipped tagger lloca_hep/data/{DEFAULT_TAGGER_RESOURCE} is missing from this "
+            "installation; pass the path of a tagger file"
+        )
+    with importlib.resources.as_file(resource) as p:
+        yield Path(p)
+
+
+def load_tagger(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device | None = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Tagger:
+    """Load a tagger file written by :meth:`Tagger.save` (``None``: the tagger shipped in the package).
+
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
+    Files ending in ``.pt2`` are ``torch.export`` archives, loaded by
+    :func:`lloca_hep.tagger.export.load_exported`.
+
+    Raises :class:`FileNotFoundError` for a missing file and :class:`TaggerFileError`
+    (a ``ValueError``) naming the file and the problem for anything that is not a valid tagger.
+    """
+    if path is None:
+        with _shipped_path() as shipped:
+            return load_tagger(shipped, device=device, batch_size=batch_size)
+    path = Path(path)
+    if path.suffix == EXPORTED_SUFFIX:
+        return load_exported(path, device=device, batch_size=batch_size)
+    dev = resolve_device(device)
+    payload = read_payload(path, map_location="cpu")
+    header = parse_payload(path, payload)
+    check_finite_weights(path, payload["state_dict"])
+    model = _build(path, header, payload["state_dict"])
+    preprocessing = header.get("preprocessing") or {}
+    max_constituents = header["max_constituents"]
+    tagger = Tagger(
+        model,
+        header["model_name"],
+        max_constituents,
+        metadata=header.get("metadata") or {},
+        device=dev,
+        batch_size=batch_size,
+        sort_by_pt=bool(preprocessing.get("sort_by_pt", True)),
+    )
+    log.debug("loaded %r from %s", tagger, path)
+    return tagger
+
+
+def read_tagger_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of a tagger file (model, config, metadata) without building the model.
+
+    ``.pt2`` archives are read by :func:`lloca_hep.tagger.export.read_exported_header`.
+    """
+    path = Path(path)
+    if path.suffix == EXPORTED_SUFFIX:
+        return read_exported_header(path)
+    payload = read_payload(path, map_location="cpu")
+    return parse_payload(path, payload)

@@ -1,0 +1,304 @@
+"""The jet tagger users call: a trained model plus the preprocessing it needs.
+
+>>> import lloca_hep
+>>> tagger = lloca_hep.load_tagger()            # the tagger shipped in the package
+>>> jets = lloca_hep.read_jets("jets.root")
+>>> scores = tagger.score(jets)                 # float32 top probability, one per jet
+
+:class:`Tagger` (scoring ragged or padded jets in batches), :func:`resolve_device` and the
+warnings about jets it cannot score (:class:`EmptyJetWarning`, :class:`NonFiniteScoreWarning`).
+The file format lives in :mod:`lloca_hep.tagger.format`, loading in
+:mod:`lloca_hep.tagger.loading`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .format import FORMAT_NAME, FORMAT_VERSION, MAX_CONSTITUENTS_LIMIT, write_tagger_file
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEVICE_CHOICES",
+    "EmptyJetWarning",
+    "NonFiniteScoreWarning",
+    "Tagger",
+    "resolve_device",
+]
+
+#: Jets scored per forward pass by default.
+DEFAULT_BATCH_SIZE = 512
+#: Devices :func:`resolve_device` accepts, as told to the user.
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+class _JetCount(Warning):
+    """Base of warnings about ``count`` of ``total`` jets (for callers that add them up)."""
+
+    def __init__(self, message: str = "", count: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.count = int(count)
+        self.total = int(total)
+
+
+class EmptyJetWarning(_JetCount, UserWarning):
+    """Some jets have no constituents; their score is NaN (``count`` of ``total`` jets)."""
+
+
+class NonFiniteScoreWarning(_JetCount, RuntimeWarning):
+    """The model gave NaN/inf for jets that have constituents (``count`` of ``total`` jets):
+    the tagger's weights or the inputs are not finite. Distinct from :class:`EmptyJetWarning`."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises ValueError for anything but :data:`DEVICE_CHOICES` (``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``, ``"auto"`` or such a :class:`torch.device`) and for a device that
+    this machine lacks.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"invalid device {device!r}: the device option takes {DEVICE_CHOICES}"
+        ) from exc
+    if dev.type not in _DEVICE_TYPES:
+        raise ValueError(
+            f"invalid device {str(device)!r}: the device option takes {DEVICE_CHOICES}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested but MPS is not available")
+    return dev
+
+
+def _constituents_of(jets: Any) -> Any:
+    """The ragged constituents of ``jets``: the ``constituents`` field when there is one."""
+    import awkward as ak
+
+    if isinstance(jets, ak.Array):
+        fields = ak.fields(jets)
+        if "constituents" in fields:
+            return jets["constituents"]
+    return jets
+
+
+class Tagger:
+    """A trained jet tagger: ``model`` plus the preprocessing that feeds it.
+
+    Parameters
+    ----------
+    model:
+        A module of :mod:`lloca_hep.models`, called as ``model(p4, mask)`` with ``p4`` float64
+        ``(B, N, 4)`` ordered (E, px, py, pz) in GeV and ``mask`` bool ``(B, N)``; returns
+        logits ``(B,)``.
+    model_name:
+        The model's key in :data:`lloca_hep.models.MODELS` (needed to save and reload it).
+    max_constituents:
+        Jets are truncated to their ``max_constituents`` hardest constituents (by pT);
+        ``1 <= max_constituents <= MAX_CONSTITUENTS_LIMIT``.
+    metadata:
+        Free-form JSON-serialisable description (training data, seeds, metrics, ...).
+    device:
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` (CUDA when available) or a torch device.
+    batch_size:
+        Jets per forward pass in :meth:`score` and :meth:`score_padded`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        model_name: str,
+        max_constituents: int,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        device: str | torch.device | None = "cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        sort_by_pt: bool = True,
+    ) -> None:
+        if int(max_constituents) < 1:
+            raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
+        if int(max_constituents) > MAX_CONSTITUENTS_LIMIT:
+            raise ValueError(
+                f"max_constituents must be <= {MAX_CONSTITUENTS_LIMIT} "
+                f"(lloca_hep.tagger.MAX_CONSTITUENTS_LIMIT), got {max_constituents}"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name = str(model_name)
+        self.max_constituents = int(max_constituents)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.batch_size = int(batch_size)
+        self.sort_by_pt = bool(sort_by_pt)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def config(self) -> dict[str, Any]:
+        """The model's constructor keyword arguments (JSON-serialisable)."""
+        return dict(getattr(self.model, "config", {}))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """How jets are turned into the network input."""
+        return {
+            "max_constituents": self.max_constituents,
+            "sort_by_pt": self.sort_by_pt,
+            "p4_order": "E,px,py,pz",
+            "units": "GeV",
+        }
+
+    def __repr__(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return (
+            f"Tagger(model={self.model_name!r}, parameters={n_params}, "
+            f"max_constituents={self.max_constituents}, device={str(self.device)!r})"
+        )
+
+    def to(self, device: str | torch.device) -> Tagger:
+        """Move the model to ``device`` (in place) and return ``self``."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def score_padded(
+        self,
+        p4: np.ndarray | torch.Tensor,
+        mask: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int | None = None,
+        warn_empty: bool = True,
+        warn_nonfinite: bool = True,
+    ) -> np.ndarray:
+        """Top probabilities for padded jets.
+
+        ``p4``: float64 ``(n_jets, N, 4)`` ordered (E, px, py, pz) in GeV; ``mask``: bool
+        ``(n_jets, N)``, True for real constituents. Returns float32 ``(n_jets,)``; jets
+        whose mask is all False get NaN (one :class:`EmptyJetWarning` says how many). Jets
+        with constituents that the model scores NaN/inf (non-finite weights or inputs) keep
+        that score and one :class:`NonFiniteScoreWarning` says how many.
+        """
+        p4_t = torch.as_tensor(p4)
+        mask_t = torch.as_tensor(mask)
+        if p4_t.ndim != 3 or p4_t.shape[-1] != 4:
+            raise ValueError(f"p4 must have shape (n_jets, N, 4), got {tuple(p4_t.shape)}")
+        if mask_t.shape != p4_t.shape[:2]:
+            raise ValueError(
+                f"mask shape {tuple(mask_t.shape)} does not match p4 shape {tuple(p4_t.shape)}"
+            )
+        p4_t = p4_t.to(torch.float64)
+        mask_t = mask_t.to(torch.bool)
+        n_jets = p4_t.shape[0]
+        out = np.full(n_jets, np.nan, dtype=np.float32)
+        counts = mask_t.sum(dim=1)
+        nonempty = torch.nonzero(counts > 0).flatten()
+        n_empty = n_jets - int(nonempty.numel())
+        if n_empty and warn_empty:
+            warnings.warn(
+                EmptyJetWarning(
+                    f"{n_empty} of {n_jets} jets have no constituents; their score is NaN",
+                    n_empty, n_jets,
+                ),
+                stacklevel=2,
+            )
+        if nonempty.numel() == 0:
+            return out
+        bs = int(batch_size or self.batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, int(nonempty.numel()), bs):
+                    idx = nonempty[start:start + bs]
+                    # trim padding columns that no jet of this batch uses
+                    width = max(int(counts[idx].max()), 1)
+                    batch_p4 = p4_t[idx, :width].to(self.device, non_blocking=True)
+                    batch_mask = mask_t[idx, :width].to(self.device, non_blocking=True)
+                    logits = self.model(batch_p4, batch_mask)
+                    probs = _probabilities(logits)
+                    out[idx.numpy()] = probs.float().cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        n_bad = int(np.count_nonzero(~np.isfinite(out[nonempty.numpy()])))
+        if n_bad and warn_nonfinite:
+            warnings.warn(
+                NonFiniteScoreWarning(
+                    f"the model produced non-finite scores for {n_bad} of {n_jets} jets (the "
+                    "tagger file's weights or the inputs are not finite)",
+                    n_bad, n_jets,
+                ),
+                stacklevel=2,
+            )
+        return out
+
+    def score(self, jets: Any, *, batch_size: int | None = None) -> np.ndarray:
+        """Top probabilities, float32 ``(n_jets,)``, one per jet.
+
+        ``jets``: the awkward array returned by :func:`lloca_hep.read_jets` (field
+        ``constituents``), or any ragged array of constituent records with ``px, py, pz, E``
+        (e.g. ``Momentum4D``) in GeV. Jets are sorted by pT, truncated to
+        :attr:`max_constituents` and padded as in training. Jets without constituents get NaN.
+        """
+        from lloca_hep.preprocessing import pad_jets
+
+        constituents = _constituents_of(jets)
+        padded = pad_jets(
+            constituents,
+            max_constituents=self.max_constituents,
+            sort_by_pt=self.sort_by_pt,
+            warn_empty=False,
+        )
+        return self.score_padded(padded.p4, padded.mask, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ saving
+    def header(self) -> dict[str, Any]:
+        """The JSON header written into the tagger file."""
+        from lloca_hep import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "lloca_hep_version": __version__,
+            "model_name": self.model_name,
+            "config": self.config,
+            "max_constituents": self.max_constituents,
+            "preprocessing": self.preprocessing,
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the tagger to ``path`` atomically (temporary file + rename). Returns the path."""
+        return write_tagger_file(path, self.header(), self.model.state_dict())
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Top probability from model logits: sigmoid of ``(B,)``/``(B, 1)``, softmax[:, 1] of ``(B, 2+)``."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:
+        return torch.sigmoid(logits)
+    if logits.ndim == 2:
+        return torch.softmax(logits, dim=1)[:, 1]
+    raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B,)")
+
+
