@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep.models.registry import resolve_model_name
 from lloca_hep.tagger import Tagger, resolve_device
 
 from .._files import atomic_output, check_output_dir, output_directory
@@ -42,7 +43,7 @@ from .schedule import LRSchedule
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODEL_ALIASES", "TrainResult", "resolve_model_name", "train"]
+__all__ = ["TrainResult", "train"]
 
 TAGGER_NAME = "tagger.pt"
 HISTORY_NAME = "history.json"
@@ -51,26 +52,6 @@ RESUME_MUST_MATCH = ("model", "model_config", "frames", "symmetry_breaking", "ba
                      "max_constituents", "label_branch", "seed", "schedule")
 
 Files = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-
-#: Short names accepted for the models of :data:`lloca_hep.models.MODELS`.
-MODEL_ALIASES = {
-    "transformer": "LLoCaTransformer",
-    "graphnet": "LLoCaGraphNet",
-    "jet_mass": "JetMassTagger",
-}
-
-
-def resolve_model_name(name: str) -> str:
-    """Registry name of ``name`` (a key of :data:`lloca_hep.models.MODELS` or an alias)."""
-    from lloca_hep import models as model_registry
-
-    full = MODEL_ALIASES.get(name, name)
-    if full not in model_registry.MODELS:
-        choices = sorted(set(model_registry.MODELS) | {
-            a for a, f in MODEL_ALIASES.items() if f in model_registry.MODELS})
-        raise ValueError(f"unknown model {name!r}; choose one of {choices}")
-    return full
-
 
 @dataclass
 class TrainResult:
