@@ -121,6 +121,14 @@ def read_payload(path: Path, map_location: torch.device | str) -> dict[str, Any]
     return payload
 
 
+def _count(path: str | os.PathLike[str], header: Mapping[str, Any], key: str) -> int:
+    """``header[key]`` as an integer >= 1, else a :class:`TaggerFileError` naming it."""
+    value = header[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TaggerFileError(path, f"invalid {key} {value!r}")
+    return value
+
+
 def validate_header(path: str | os.PathLike[str], raw: Any, *,
                     where: str = "header") -> dict[str, Any]:
     """The checked header of a tagger file (``.pt`` or ``.pt2``): ``raw`` is its JSON text.
@@ -146,9 +154,7 @@ def validate_header(path: str | os.PathLike[str], raw: Any, *,
     missing = [k for k in _HEADER_KEYS if k not in header]
     if missing:
         raise TaggerFileError(path, f"{where} lacks {missing}")
-    version = header["format_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise TaggerFileError(path, f"invalid format_version {version!r}")
+    version = _count(path, header, "format_version")
     if version > FORMAT_VERSION:
         raise TaggerFileError(
             path,
@@ -159,9 +165,7 @@ def validate_header(path: str | os.PathLike[str], raw: Any, *,
         raise TaggerFileError(path, f"invalid model_name {header['model_name']!r}")
     if not isinstance(header["config"], dict):
         raise TaggerFileError(path, "model config is not a JSON object")
-    n = header["max_constituents"]
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise TaggerFileError(path, f"invalid max_constituents {n!r}")
+    n = _count(path, header, "max_constituents")
     if n > MAX_CONSTITUENTS_LIMIT:
         raise TaggerFileError(
             path,
