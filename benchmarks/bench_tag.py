@@ -1,6 +1,6 @@
 """End-to-end speed of ``lloca-hep tag``: read, preprocess, score, write (jets per second).
 
-Runs :func:`lloca_hep.training.tag.tag_file` (what ``lloca-hep tag`` calls) on a ROOT file with
+Runs :func:`lloca_hep.inference.tag_file` (what ``lloca-hep tag`` calls) on a ROOT file with
 a given number of torch threads, after one warm-up pass (numba compilation, torch start-up), and
 reports the median of ``--repeat`` timed passes together with a breakdown measured separately:
 reading (iterate_jets), padding (pad_jets), network (Tagger.score_padded) and writing
@@ -10,6 +10,13 @@ reading (iterate_jets), padding (pad_jets), network (Tagger.score_padded) and wr
     python benchmarks/bench_tag.py --input /work/data/test.root --threads 2 --repeat 3
     python benchmarks/bench_tag.py --config '{"hidden": 32, "blocks": 2, "heads": 2}' \
         --max-constituents 48                          # an untrained model of that size
+
+With ``--jettagger`` it times :class:`lloca_hep.coffea.JetTagger` instead (the coffea route):
+on the ragged constituents of ``read_jets(input)`` (reading excluded) and, with ``--pfnano``, on
+eager PFNano NanoEvents of that file (building the events excluded); each after one warm-up
+call, median of ``--repeat`` calls (``--pfnano-repeat`` for the small PFNano file).
+
+    python benchmarks/bench_tag.py --jettagger --pfnano ../shared/data/pfnano.root --repeat 5
 
 Target (issue 6): at least 2000 jets/s end to end on 2 CPU cores for the default tagger.
 """
@@ -74,6 +81,57 @@ def _breakdown(tagger, path: Path, step_size, out_dir: Path) -> dict[str, float]
     return t
 
 
+def _tag_file():
+    try:
+        from lloca_hep.inference import tag_file
+    except ImportError:  # an older checkout (before lloca_hep.inference), for comparisons
+        from lloca_hep.training.tag import tag_file  # type: ignore[no-redef]
+    return tag_file
+
+
+def _median_seconds(call, repeat: int) -> tuple[float, list[float]]:
+    call()  # warm-up (numba compilation, model loading)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def _bench_jettagger(args: argparse.Namespace, path: Path) -> int:
+    """JetTagger on ragged constituents of ``path`` and on eager NanoEvents of ``--pfnano``."""
+    import warnings
+
+    import awkward as ak
+
+    from lloca_hep.coffea import JetTagger
+    from lloca_hep.io import read_jets
+
+    tagger = JetTagger(args.model, device="cpu")
+    constituents = read_jets(path).constituents
+    n_jets = len(constituents)
+    med, times = _median_seconds(lambda: tagger(constituents), args.repeat)
+    print(f"# bench_tag --jettagger: torch {torch.__version__}, {args.threads} threads")
+    print(f"JetTagger ragged constituents of {path} ({n_jets} jets): {n_jets / med:.0f} jets/s, "
+          f"median {med * 1e3:.1f} ms of {args.repeat}: "
+          f"{', '.join(f'{t * 1e3:.1f}' for t in times)}")
+    if args.pfnano is not None:
+        from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            events = NanoEventsFactory.from_root({str(args.pfnano): "Events"},
+                                                 schemaclass=PFNanoAODSchema,
+                                                 mode="eager").events()
+            n_pf = int(ak.sum(ak.num(events.FatJet, axis=1)))
+            med, times = _median_seconds(lambda: tagger(events), args.pfnano_repeat)
+        print(f"JetTagger eager NanoEvents of {args.pfnano} ({len(events)} events, {n_pf} "
+              f"FatJets): median {med * 1e3:.2f} ms per call of {args.pfnano_repeat} "
+              f"(min {min(times) * 1e3:.2f} ms)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=None,
@@ -87,12 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--step-size", default="50 MB")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jettagger", action="store_true",
+                        help="time lloca_hep.coffea.JetTagger instead of tag_file")
+    parser.add_argument("--pfnano", type=Path, default=None,
+                        help="with --jettagger: also time eager NanoEvents of this PFNano file")
+    parser.add_argument("--pfnano-repeat", type=int, default=50)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    from lloca_hep.training.tag import tag_file
-
     path = args.input or _default_input()
+    if args.jettagger:
+        return _bench_jettagger(args, path)
+    tag_file = _tag_file()
+
     step_size = int(args.step_size) if str(args.step_size).isdigit() else args.step_size
     tagger = _tagger(args)
     n_params = sum(p.numel() for p in tagger.model.parameters())

@@ -160,7 +160,36 @@ def test_bad_inputs(tagger_file, pfnano, tmp_path):
         ld.score_files(tmp_path / "missing.root", tmp_path / "out", model=tagger_file)
     with pytest.raises(MissingTreeError, match="no TTree/RNTuple named 'Nope'.*Events"):
         ld.score_files(pfnano, tmp_path / "out", model=tagger_file, tree="Nope")
-    with pytest.raises(LayoutError, match="Runs.*neither PFNano"):
+    with pytest.raises(LayoutError, match="cannot recognise the jet layout of .*:Runs"):
         ld.score_files(pfnano, tmp_path / "out", model=tagger_file, tree="Runs")
     with pytest.raises(ValueError, match="at least one"):
         ld.score_files([], tmp_path / "out", model=tagger_file)
+
+
+def test_rntuple_inputs_score_like_ttrees(tagger_file, pfnano, eager_scores, tmp_path):
+    """RNTuples go through the same discovery (the reader's plan: ``part.px`` sub-fields of a
+    flat file, ``FatJet_pt``... fields of PFNano) and give the TTree scores."""
+    if not SAMPLE.exists():
+        pytest.skip("shipped sample.root not available")
+    with uproot.open(SAMPLE) as f:
+        arrays = f["jets"].arrays(["part_px", "part_py", "part_pz", "part_energy"],
+                                  entry_stop=FLAT_JETS)
+    flat_rn = tmp_path / "flat_rn.root"
+    with uproot.recreate(flat_rn) as f:
+        f["jets"] = {"part": ak.zip({c: arrays[f"part_{c}"]
+                                     for c in ("px", "py", "pz", "energy")})}
+    nano_rn = tmp_path / "nano_rn.root"
+    with uproot.open(pfnano) as f:
+        nano = f["Events"].arrays(
+            [b for b in required_branches("FatJet") if not b.startswith("n")] + ["FatJet_pt"])
+    with uproot.recreate(nano_rn) as f:
+        f["Events"] = {k: nano[k] for k in nano.fields}
+    outputs = ld.score_files([flat_rn, nano_rn], tmp_path / "out", model=tagger_file,
+                             step_size=None, scheduler="sync")
+    assert [p.name for p in outputs] == ["flat_rn_scores.root", "nano_rn_scores.root"]
+    reference = load_tagger(tagger_file, device="cpu")
+    np.testing.assert_array_equal(ak.to_numpy(_read_friends(outputs[:1]).score),
+                                  reference.score(read_jets(flat_rn)))
+    friend = _read_friends(outputs[1:])
+    assert ak.to_list(friend.score) == ak.to_list(eager_scores)
+    assert ak.to_list(friend.score_jet_index) == ak.to_list(ak.local_index(eager_scores))

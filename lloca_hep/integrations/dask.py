@@ -5,12 +5,15 @@
 >>> from lloca_hep.integrations.dask import score_files
 >>> outputs = score_files(["nano_1.root", "nano_2.root"], "scores/")
 
-Each input file is read lazily with :func:`uproot.dask`, limited to the branches the tagger
-needs (and dask-awkward's column optimisation checks that no other branch is touched); the
-tagger (:class:`lloca_hep.coffea.JetTagger`) is mapped over the partitions; every partition
-writes its own friend-tree file, atomically (temporary name + rename), from the worker that
-scored it. Nothing is collected on the client but the list of written files. Inputs are never
-written to.
+Each input file (TTree or RNTuple) is read lazily with :func:`uproot.dask`, limited to the
+columns the tagger needs (and dask-awkward's column optimisation checks that no other column is
+touched). Which tree, which layout and which stored names are read is decided by the io layer's
+own discovery, the one :func:`lloca_hep.io.read_jets` uses (``_select_tree`` and ``_plan`` of
+:mod:`lloca_hep.io.discovery`). The tagger (:class:`lloca_hep.integrations.coffea.JetTagger`)
+is mapped over the partitions; every partition writes its own friend-tree file through
+:class:`lloca_hep.io.FriendTreeWriter` (atomic: temporary name + rename; ZSTD), from the worker
+that scored it. Nothing is collected on the client but the list of written files. Inputs are
+never written to.
 
 Output files, one per partition, named ``<input stem>_scores_<start>-<stop>.root`` where
 ``[start, stop)`` is the partition's entry range in the input tree; with ``step_size=None``
@@ -22,8 +25,8 @@ partition's range, holding
 * NanoAOD/PFNano inputs (one entry per event): ``score`` (float32 per jet of the collection,
   in the order of the jets, NaN for jets without candidates; counter ``nscore``) and
   ``score_jet_index`` (int32, index of the jet in the event; counter ``nscore_jet_index``);
-* JetClass-style flat inputs (one entry per jet, ``part_px/py/pz/energy`` branches):
-  ``score`` (float32).
+* JetClass-style flat inputs (one entry per jet, ``part_px/py/pz/energy`` branches, or an
+  RNTuple record ``part`` with ``px, py, pz, energy``): ``score`` (float32).
 
 Chaining the parts of one input in entry order (e.g. a ROOT ``TChain`` of ``scores``) gives a
 tree that is entry-aligned with the whole input tree, usable with ``TTree::AddFriend``.
@@ -44,15 +47,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from lloca_hep._files import atomic_output, check_output
-from lloca_hep.io.readers import JETCLASS_BRANCHES
-from lloca_hep.io.writers import (
-    DEFAULT_COMPRESSION_LEVEL,
-    FRIEND_SUFFIX,
-    FRIEND_TREE,
-    JET_INDEX_BRANCH,
-    SCORE_BRANCH,
-)
+from lloca_hep._files import check_output
+from lloca_hep.io.writers import FRIEND_SUFFIX, FRIEND_TREE, FriendTreeWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +56,10 @@ __all__ = ["FRIEND_TREE", "ScoreFileResult", "score_files"]
 
 #: Default partition size handed to ``uproot.dask`` (of the branches read).
 DEFAULT_STEP_SIZE = "100 MB"
-#: Branches of JetClass-style flat files (one entry per jet), in (px, py, pz, E) order.
-FLAT_BRANCHES = tuple(JETCLASS_BRANCHES[c] for c in ("px", "py", "pz", "E"))
 
+#: Layouts of :func:`lloca_hep.io.discovery._plan` that score_files reads.
 _LAYOUT_NANO = "nanoaod"
-_LAYOUT_FLAT = "flat"
+_LAYOUT_FLAT = "jetclass"
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,17 @@ class _Input:
     tree: str
     layout: str
     num_entries: int
-    ttree: Any = None  # the open uproot TTree, to size memory steps (None once closed)
+    #: stored names to read (TTree branches or RNTuple fields, from the reader's plan): the
+    #: constituent components (``px``... or ``pt``...), and for NanoAOD the plan's ``jet_idx``,
+    #: ``pf_idx`` and the jet counter ``jet_count`` when the tree has it, else ``jet_pt``
+    branches: dict[str, str]
+    rntuple: bool = False
+    ttree: Any = None  # the open uproot tree, to size memory steps (None once closed)
+
+    @property
+    def group(self) -> tuple[Any, ...]:
+        """Files read by one ``uproot.dask`` call share layout, tree kind and stored names."""
+        return (self.layout, self.rntuple, tuple(self.branches.items()))
 
 
 @dataclass(frozen=True)
@@ -94,57 +99,48 @@ def _errors() -> Any:
     return errors
 
 
-def _tree_names(file: Any) -> list[str]:
-    names = []
-    for key, classname in file.classnames(recursive=True).items():
-        if classname == "TTree":
-            names.append(key.rsplit(";", 1)[0])
-    return sorted(set(names))
-
-
 def _inspect(path: Path, tree: str | None, collection: str,
              stack: contextlib.ExitStack | None = None) -> _Input:
-    """Open ``path``, pick the tree and the layout; errors name the file and what is missing.
+    """Open ``path``, choose the tree and plan what to read with the io layer's own discovery
+    (:func:`lloca_hep.io.discovery._select_tree` and ``_plan``, as :func:`lloca_hep.io.read_jets`
+    does); TTrees and RNTuples alike. Errors name the file and what is missing.
 
-    With ``stack`` the file stays open (closed by the stack) and the result holds its TTree.
+    With ``stack`` the file stays open (closed by the stack) and the result holds its tree.
     """
-    import uproot
+    from lloca_hep.integrations.coffea import CANDIDATES
+    from lloca_hep.io.discovery import _open, _plan, _select_tree
+    from lloca_hep.io.forms import _is_rntuple
 
-    from lloca_hep.coffea import required_branches
-    from lloca_hep.io.readers import _select_tree
-
-    err = _errors()
-    if not path.exists():
-        raise err.MissingFileError(f"{path}: no such input file")
-    try:
-        file = uproot.open(path)
-    except Exception as exc:
-        raise err.CorruptFileError(f"{path}: cannot be read as a ROOT file ({exc})") from exc
+    fobj = _open(path)
     with contextlib.ExitStack() as own:
-        if stack is None:
-            own.enter_context(file)
-        else:
-            stack.enter_context(file)
-        # the reader's tree choice: the given tree, else the one that holds a jet layout
-        ttree, chosen = _select_tree(file, str(path), tree, "auto", collection)
-        if chosen not in _tree_names(file):
-            raise err.LayoutError(
-                f"{path}:{chosen} is an RNTuple; score_files reads TTrees (use lloca-hep tag)"
-            )
-        branches = set(ttree.keys())
-        nano = required_branches(collection)
-        if all(b in branches for b in nano):
-            layout = _LAYOUT_NANO
-        elif all(b in branches for b in FLAT_BRANCHES):
-            layout = _LAYOUT_FLAT
-        else:
-            missing_nano = [b for b in nano if b not in branches]
-            raise err.LayoutError(
-                f"{path}:{chosen}: neither PFNano (missing {missing_nano}) nor flat jets "
-                f"(branches {list(FLAT_BRANCHES)}); cannot find {collection} constituents"
-            )
-        return _Input(path=path, tree=chosen, layout=layout, num_entries=int(ttree.num_entries),
-                      ttree=ttree if stack is not None else None)
+        (own if stack is None else stack).enter_context(fobj)
+        # the reader's tree choice and plan; no jet fields: only the constituents are read
+        tobj, chosen = _select_tree(fobj, str(path), tree, "auto", collection)
+        plan = _plan(tobj, str(path), chosen, "auto", collection, None, [], CANDIDATES)
+        if plan.layout not in (_LAYOUT_NANO, _LAYOUT_FLAT):  # pragma: no cover - no branches=
+            raise _errors().LayoutError(f"{path}:{chosen}: score_files cannot read {plan.layout}")
+        branches = dict(plan.constituent)
+        if plan.layout == _LAYOUT_NANO:
+            branches.update(plan.nano)
+            # TTrees carry the jet counter; it is cheaper to read than the jets' pt
+            counter = f"n{collection}"
+            if counter in set(tobj.keys()):
+                del branches["jet_pt"]
+                branches["jet_count"] = counter
+        return _Input(path=path, tree=chosen, layout=plan.layout, num_entries=int(tobj.num_entries),
+                      branches=branches, rntuple=_is_rntuple(tobj),
+                      ttree=tobj if stack is not None else None)
+
+
+def _column(arrays: Any, name: str) -> Any:
+    """A column of the lazily read arrays: a TTree branch, or an RNTuple (sub-)field
+    ``record.field`` (as resolved by the reader's plan)."""
+    if name in arrays.fields:
+        return arrays[name]
+    col = arrays
+    for part in name.split("."):
+        col = col[part]
+    return col
 
 
 def _output_stems(inputs: Sequence[_Input]) -> list[str]:
@@ -169,39 +165,37 @@ def _write_friend(
     entry_start: int,
     entry_stop: int,
     layout: str,
-    collection: str,
 ) -> ScoreFileResult:
-    """Write one partition's scores as a friend tree, atomically. Runs on the worker."""
-    import uproot
-
+    """Write one partition's scores as a friend tree through
+    :class:`lloca_hep.io.FriendTreeWriter` (atomic, ZSTD), covering the input entries
+    ``[entry_start, entry_stop)``. Runs on the worker; the client has already refused existing
+    outputs (unless ``overwrite``)."""
     t0 = time.perf_counter()
-    err = _errors()
     expected = entry_stop - entry_start
     if len(scores) != expected:
-        raise err.OutputError(
+        raise _errors().OutputError(
             f"{source}: entries [{entry_start}, {entry_stop}) gave {len(scores)} score rows "
             f"instead of {expected}; the friend tree would not line up"
         )
-    target = Path(path)
-    with atomic_output(target, inputs=[source]) as tmp:
-        with uproot.recreate(tmp, compression=uproot.LZ4(DEFAULT_COMPRESSION_LEVEL)) as out:
-            if layout == _LAYOUT_NANO:
-                values = ak.values_astype(scores, np.float32)
-                data = {SCORE_BRANCH: values,
-                        JET_INDEX_BRANCH: ak.values_astype(ak.local_index(values, axis=1), np.int32)}
-                tree = out.mktree(FRIEND_TREE, {SCORE_BRANCH: "var * float32",
-                                                JET_INDEX_BRANCH: "var * int32"},
-                                  title=f"lloca-hep scores of {collection}")
-                n_jets = int(ak.sum(ak.num(values, axis=1))) if len(values) else 0
-            else:
-                values = np.asarray(ak.to_numpy(scores), dtype=np.float32)
-                data = {SCORE_BRANCH: values}
-                tree = out.mktree(FRIEND_TREE, {SCORE_BRANCH: np.float32},
-                                  title="lloca-hep jet scores")
-                n_jets = len(values)
-            if len(values):
-                tree.extend(data)
-    return ScoreFileResult(str(target), source, entry_start, entry_stop, n_jets,
+    event_layout = layout == _LAYOUT_NANO
+    if event_layout:  # [event][jet] scores -> jets with their event entry and index
+        counts = np.asarray(ak.to_numpy(ak.num(scores, axis=1)), dtype=np.int64)
+        flat = np.asarray(ak.to_numpy(ak.flatten(scores, axis=1)), dtype=np.float32)
+        entry = np.repeat(np.arange(entry_start, entry_stop, dtype=np.int64), counts)
+        offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        jet_index = np.arange(flat.shape[0], dtype=np.int64) - np.repeat(offsets[:-1], counts)
+        jets = ak.zip({"entry": entry, "jet_index": jet_index})
+    else:
+        flat = np.asarray(ak.to_numpy(scores), dtype=np.float32)
+        jets = ak.Array(np.zeros(flat.shape[0], dtype=np.float32))  # one entry per jet
+    jets = ak.Array(jets, attrs={"lloca_source": {
+        "file": source, "layout": layout, "entry_start": int(entry_start),
+        "entry_stop": int(entry_stop)}})
+    with FriendTreeWriter(path, FRIEND_TREE, overwrite=True, inputs=[source],
+                          entry_start=entry_start) as writer:
+        writer.extend(flat, jets)
+    return ScoreFileResult(str(Path(path)), source, entry_start, entry_stop, int(flat.shape[0]),
                            time.perf_counter() - t0)
 
 
@@ -239,23 +233,22 @@ def _lazy_scores(
     """The dask-awkward scores of input files of one layout (one row per tree entry), and
     for each partition its file and entry range.
 
-    One ``uproot.dask`` call covers all the files (the form is read once), with explicit steps
+    The tree, layout and stored column names come from the reader's plan (:func:`_inspect`);
+    TTrees and RNTuples are both read by ``uproot.dask``. One ``uproot.dask`` call covers all
+    the files of one group (the form is read once), with explicit steps
     and ``open_files=False``: the graph holds file names and entry ranges only (light to
     tokenise and to ship) and every task opens its file itself.
     """
     import dask_awkward as dak
     import uproot
 
-    from lloca_hep.coffea import CANDIDATES, LINK_SUFFIX, required_branches
+    from lloca_hep.integrations.coffea import CANDIDATES, LINK_SUFFIX
+    from lloca_hep.preprocessing.join import CANDIDATE_FIELDS, LINK_CAND_FIELD, LINK_JET_FIELD
 
     layout = inputs[0].layout
-    if layout == _LAYOUT_NANO:
-        # the index-table and candidate counters come with their jagged branches
-        link, cands = tagger.collection + LINK_SUFFIX, CANDIDATES
-        branches = [b for b in required_branches(tagger.collection)
-                    if b not in (f"n{link}", f"n{cands}")]
-    else:
-        branches = list(FLAT_BRANCHES)
+    if any(inp.group != inputs[0].group for inp in inputs):
+        raise ValueError("_lazy_scores takes files of one group (layout, kind, stored names)")
+    branches = list(dict.fromkeys(inputs[0].branches.values()))
     spec: dict[str, Any] = {}
     partitions: list[tuple[_Input, int, int]] = []
     for inp in inputs:
@@ -268,9 +261,19 @@ def _lazy_scores(
         raise RuntimeError(
             f"uproot.dask partitions {arrays.divisions} do not match the planned entry ranges"
         )
+    cols = {role: _column(arrays, stored) for role, stored in inputs[0].branches.items()}
     if layout == _LAYOUT_FLAT:
-        arrays = dak.zip({"px": arrays["part_px"], "py": arrays["part_py"],
-                          "pz": arrays["part_pz"], "E": arrays["part_energy"]})
+        arrays = dak.zip({c: cols[c] for c in ("px", "py", "pz", "E")})
+    else:  # the raw PFNano branches JetTagger reads ("branches" input)
+        link = tagger.collection + LINK_SUFFIX
+        counted = "jet_count" in cols
+        arrays = dak.zip({
+            (f"n{tagger.collection}" if counted else f"{tagger.collection}_pt"):
+                cols["jet_count" if counted else "jet_pt"],
+            f"{link}_{LINK_JET_FIELD}": cols["jet_idx"],
+            f"{link}_{LINK_CAND_FIELD}": cols["pf_idx"],
+            **{f"{CANDIDATES}_{f}": cols[f] for f in CANDIDATE_FIELDS},
+        }, depth_limit=1)
     return tagger(arrays), partitions
 
 
@@ -299,8 +302,9 @@ def score_files(
         Directory for the friend files (created if needed); see the module docstring for the
         names and content.
     tree:
-        Input tree; default: the first of :data:`lloca_hep.io.readers.PREFERRED_TREES`
-        (``Events``, ``jets``, ...) in the file, else its only TTree.
+        Input TTree or RNTuple; default: chosen as :func:`lloca_hep.io.read_jets` chooses it
+        (the only tree, else the first of :data:`lloca_hep.io.layouts.PREFERRED_TREES` that
+        holds jets, ...).
     collection:
         Jet collection of NanoAOD inputs (``FatJet`` or ``Jet``).
     model:
@@ -310,7 +314,7 @@ def score_files(
         Partition size given to :func:`uproot.dask` (entries, or a size like ``"100 MB"``);
         ``None``: one partition, hence one output file, per input file.
     max_constituents, device:
-        See :class:`lloca_hep.coffea.JetTagger`.
+        See :class:`lloca_hep.integrations.coffea.JetTagger`.
     overwrite:
         Replace existing output files; otherwise an existing output is an error (raised before
         any work starts).
@@ -322,7 +326,7 @@ def score_files(
     """
     import dask
 
-    from lloca_hep.coffea import JetTagger
+    from lloca_hep.integrations.coffea import JetTagger
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -342,8 +346,8 @@ def score_files(
         stems = {inp.path: stem for inp, stem in zip(inputs, _output_stems(inputs), strict=True)}
         order = {inp.path: i for i, inp in enumerate(inputs)}
         planned_parts: list[tuple[int, int, Path, Any]] = []
-        for layout in dict.fromkeys(inp.layout for inp in inputs):  # in order of appearance
-            group = [inp for inp in inputs if inp.layout == layout]
+        for key in dict.fromkeys(inp.group for inp in inputs):  # in order of appearance
+            group = [inp for inp in inputs if inp.group == key]
             scores, partitions = _lazy_scores(group, tagger, step_size)
             parts = scores.to_delayed(optimize_graph=True)
             for part, (inp, start, stop) in zip(parts, partitions, strict=True):
@@ -354,7 +358,6 @@ def score_files(
                     target = out_dir / f"{stem}{FRIEND_SUFFIX}_{start}-{stop}.root"
                 write = dask.delayed(_write_friend, pure=True)(
                     part, str(target), str(inp.path), int(start), int(stop), inp.layout,
-                    collection,
                 )
                 planned_parts.append((order[inp.path], int(start), target, write))
         planned_parts.sort(key=lambda item: (item[0], item[1]))

@@ -97,6 +97,10 @@ class FriendTreeWriter:
     rntuple : write an RNTuple instead of a TTree.
     inputs : input files to protect; chunks' own files are checked as well.
     class_names : names for multi-class score branches (``score_<name>``).
+    entry_start : the first input entry the friend covers (default 0, the whole input); a
+        part of an input, e.g. one dask partition (:func:`lloca_hep.integrations.dask.score_files`)
+        starts at its partition's first entry, and chaining the parts in entry order gives the
+        friend of the whole input.
     """
 
     def __init__(
@@ -110,7 +114,10 @@ class FriendTreeWriter:
         inputs: Sequence[str | os.PathLike] = (),
         class_names: Sequence[str] | None = None,
         compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+        entry_start: int = 0,
     ) -> None:
+        if int(entry_start) < 0:
+            raise ValueError(f"entry_start must be >= 0, got {entry_start}")
         self.output = os.path.abspath(os.fspath(output))
         self.tree_name = tree_name
         self.overwrite = bool(overwrite)
@@ -129,7 +136,8 @@ class FriendTreeWriter:
         self._tree: Any = None
         self._layout: str | None = None
         self._source_file: str | None = None
-        self._next_entry = 0
+        self.entry_start = int(entry_start)
+        self._next_entry = self.entry_start
         self._num_entries = -1
         self._n_classes: int | None = None
         self._closed = False
@@ -188,8 +196,9 @@ class FriendTreeWriter:
         if start != self._next_entry:
             raise OutputError(
                 f"chunk of {src['file']} starts at entry {start} but the friend tree has "
-                f"{self._next_entry} entries; chunks must be contiguous and start at 0 so the "
-                "friend stays entry-aligned"
+                f"{self._next_entry - self.entry_start} entries from entry {self.entry_start}; "
+                f"chunks must be contiguous and start at {self.entry_start} so the friend "
+                "stays entry-aligned"
             )
         self._num_entries = int(src.get("num_entries", -1))
         scores_arr = np.asarray(scores)
@@ -241,7 +250,7 @@ class FriendTreeWriter:
             data[JET_INDEX_BRANCH] = ak.unflatten(jet_index[order], counts)
         self._write(data)
         self._next_entry = stop
-        self.entries_written = stop
+        self.entries_written = stop - self.entry_start
 
     def _create(self) -> Any:
         """The temporary output file, opened for writing (errors name the output)."""
@@ -267,7 +276,8 @@ class FriendTreeWriter:
                 else:
                     types[name] = values.dtype
             self._tree = self._file.mktree(self.tree_name, types)
-        self._tree.extend(data)
+        if len(next(iter(data.values()))):  # a chunk without entries adds nothing
+            self._tree.extend(data)
 
     def close(self) -> str:
         """Finish the file and move it onto ``output``; returns the output path."""
@@ -289,7 +299,7 @@ class FriendTreeWriter:
         except BaseException:
             self._remove_tmp()
             raise
-        if 0 <= self._num_entries != self.entries_written:
+        if self.entry_start == 0 and 0 <= self._num_entries != self.entries_written:
             log.warning(
                 "%s holds %d entries but the input %s has %d: the friend covers a prefix only",
                 self.output, self.entries_written, self._source_file, self._num_entries,
