@@ -70,7 +70,7 @@ from lloca_hep.preprocessing.validation import ON_INVALID, apply_momentum_policy
 
 try:
     from coffea.ml_tools.helper import numpy_call_wrapper
-except ImportError as _missing:  # pragma: no cover - exercised by tests/test_extras.py
+except ImportError as _missing:  # tests/test_extras.py
     raise ImportError(
         "lloca_hep.integrations.coffea needs coffea and dask-awkward, which are not installed: "
         'pip install "lloca-hep[coffea]"'

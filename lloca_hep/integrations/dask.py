@@ -324,7 +324,12 @@ def score_files(
 
     Returns the written files, ordered by input file and entry range.
     """
-    import dask
+    try:
+        import dask
+    except ImportError as exc:
+        raise ImportError(
+            'lloca_hep.score_files needs dask, which is not installed: pip install "lloca-hep[coffea]"'
+        ) from exc
 
     from lloca_hep.integrations.coffea import JetTagger
 
