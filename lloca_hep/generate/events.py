@@ -7,6 +7,7 @@ Pythia 8 (``pythia8mc``) and fastjet are imported lazily; :func:`require_generat
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,25 +97,36 @@ class ChunkResult:
         return int(self.npart.shape[0])
 
 
-def make_pythia(class_id: int, seed: int) -> Any:
-    """A quiet, initialised Pythia instance for signal (1) or background (0) with ``Random:seed``."""
+def configure_pythia(settings: Sequence[str], seed: int, hooks: Any = None) -> Any:
+    """A quiet, initialised Pythia instance from ``settings`` plus ``Random:seed = seed``.
+
+    ``hooks``: an optional ``pythia8mc.UserHooks`` instance (the caller keeps a reference to it
+    for as long as the Pythia instance lives).
+    """
     pythia8mc, _ = require_generators()
-    if class_id not in (SIGNAL, BACKGROUND):
-        raise ValueError(f"class_id must be {SIGNAL} (signal) or {BACKGROUND} (background), got {class_id}")
     if not 1 <= seed <= recipe.PYTHIA_SEED_MAX:
         raise ValueError(f"Pythia seed must be in 1..{recipe.PYTHIA_SEED_MAX}, got {seed}")
     pythia = pythia8mc.Pythia("", False)  # no banner
-    settings = (
-        recipe.COMMON_SETTINGS
-        + (recipe.SIGNAL_SETTINGS if class_id == SIGNAL else recipe.BACKGROUND_SETTINGS)
-        + (f"Random:seed = {seed}",)
-    )
-    for line in settings:
+    lines = (*settings, f"Random:seed = {seed}")
+    for line in lines:
         if not pythia.readString(line):
             raise RuntimeError(f"Pythia rejected the setting {line!r}")
+    if hooks is not None:
+        pythia.setUserHooksPtr(hooks)
     if not pythia.init():
-        raise RuntimeError("Pythia initialisation failed for settings: " + "; ".join(settings))
+        raise RuntimeError("Pythia initialisation failed for settings: " + "; ".join(lines))
     return pythia
+
+
+def make_pythia(class_id: int, seed: int) -> Any:
+    """A quiet, initialised Pythia instance for signal (1) or background (0) with ``Random:seed``."""
+    if class_id not in (SIGNAL, BACKGROUND):
+        raise ValueError(f"class_id must be {SIGNAL} (signal) or {BACKGROUND} (background), got {class_id}")
+    return configure_pythia(
+        recipe.COMMON_SETTINGS
+        + (recipe.SIGNAL_SETTINGS if class_id == SIGNAL else recipe.BACKGROUND_SETTINGS),
+        seed,
+    )
 
 
 def find_top_decays(event: Any) -> list[TopDecay]:
@@ -166,10 +178,76 @@ def is_top_jet(jet_eta: float, jet_phi: float, decays: list[TopDecay]) -> bool:
     return match_top_decay(jet_eta, jet_phi, decays) is not None
 
 
-def _visible_final_state(event: Any, fastjet: Any) -> list[Any]:
-    """PseudoJets (px, py, pz, E in GeV) of the visible final-state particles (no neutrinos)."""
-    return [fastjet.PseudoJet(p.px(), p.py(), p.pz(), p.e())
-            for p in event if p.isFinal() and p.isVisible()]
+def visible_final_state(event: Any, fastjet: Any, with_index: bool = False) -> list[Any]:
+    """PseudoJets (px, py, pz, E in GeV) of the visible final-state particles (no neutrinos).
+
+    With ``with_index`` each PseudoJet's ``user_index`` is the particle's event-record index.
+    """
+    if not with_index:
+        return [fastjet.PseudoJet(p.px(), p.py(), p.pz(), p.e())
+                for p in event if p.isFinal() and p.isVisible()]
+    out = []
+    for i, p in enumerate(event):
+        if p.isFinal() and p.isVisible():
+            pj = fastjet.PseudoJet(p.px(), p.py(), p.pz(), p.e())
+            pj.set_user_index(i)
+            out.append(pj)
+    return out
+
+
+class JetEvents:
+    """Pythia events clustered into anti-kT jets: iterate to get each event's candidate jets.
+
+    Each step generates one event (events that fail in Pythia are retried, up to
+    :data:`MAX_CONSECUTIVE_FAILURES` in a row), clusters its visible final state with
+    ``jet_def`` and yields the inclusive jets above ``jet_pt_min`` (GeV), hardest first; events
+    without such a jet are skipped. ``n_events`` counts the events generated so far. Raises
+    ``RuntimeError`` (naming ``where``) once ``max_events`` are used up: the consumer stops
+    iterating when it has its jets. The event record is ``pythia.event``.
+    """
+
+    def __init__(self, pythia: Any, fastjet: Any, jet_def: Any, jet_pt_min: float,
+                 max_events: int, where: str, with_index: bool = False) -> None:
+        self.pythia = pythia
+        self.fastjet = fastjet
+        self.jet_def = jet_def
+        self.jet_pt_min = jet_pt_min
+        self.max_events = max_events
+        self.where = where
+        self.with_index = with_index
+        self.n_events = 0
+        self.sequence: Any = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        fastjet = self.fastjet
+        event = self.pythia.event
+        failures = 0
+        while True:
+            if self.n_events >= self.max_events:
+                raise RuntimeError(f"{self.where}: not enough jets after {self.n_events} events; "
+                                   "check the settings")
+            if not self.pythia.next():
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise RuntimeError(f"{self.where}: Pythia failed {failures} events in a row")
+                continue
+            failures = 0
+            self.n_events += 1
+            particles = visible_final_state(event, fastjet, self.with_index)
+            if not particles:
+                continue
+            # keep the sequence alive while its jets are used (constituents refer to it)
+            self.sequence = fastjet.ClusterSequence(particles, self.jet_def)
+            jets = fastjet.sorted_by_pt(self.sequence.inclusive_jets(self.jet_pt_min))
+            if jets:
+                yield list(jets)
+
+
+def silence_fastjet() -> None:
+    """Switch off fastjet's banner (printed once per process otherwise)."""
+    import fastjet._swig as fastjet_swig
+
+    fastjet_swig.ClusterSequence.set_fastjet_banner_stream(None)
 
 
 def _jet_record(jet: Any, max_constituents: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +267,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     event may contribute fewer jets than it has). Deterministic for a given task.
     """
     _, fastjet = require_generators()
-    import fastjet._swig as fastjet_swig
-
-    fastjet_swig.ClusterSequence.set_fastjet_banner_stream(None)  # silence the banner
+    silence_fastjet()
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, recipe.JET_RADIUS)
     pythia = make_pythia(task.class_id, task.pythia_seed)
     event = pythia.event
@@ -200,31 +276,11 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     jets: list[np.ndarray] = []
     truth: list[np.ndarray] = []
     no_truth = np.full((4, 4), np.nan)
-    n_events = 0
-    failures = 0
-    max_events = MAX_EVENTS_PER_JET * max(task.n_jets, 1)
-    while len(jets) < task.n_jets:
-        if n_events >= max_events:
-            raise RuntimeError(
-                f"chunk {task.index} (class {task.class_id}, Pythia seed {task.pythia_seed}): only "
-                f"{len(jets)} of {task.n_jets} jets after {n_events} events; check the settings"
-            )
-        if not pythia.next():
-            failures += 1
-            if failures >= MAX_CONSECUTIVE_FAILURES:
-                raise RuntimeError(
-                    f"chunk {task.index}: Pythia failed {failures} events in a row "
-                    f"(seed {task.pythia_seed})"
-                )
-            continue
-        failures = 0
-        n_events += 1
-        particles = _visible_final_state(event, fastjet)
-        if not particles:
-            continue
-        sequence = fastjet.ClusterSequence(particles, jet_def)
-        candidates = [j for j in fastjet.sorted_by_pt(sequence.inclusive_jets(recipe.JET_PT_MIN_GEV))
-                      if recipe.passes_jet_cuts(j.pt(), j.eta())]
+    where = f"chunk {task.index} (class {task.class_id}, Pythia seed {task.pythia_seed})"
+    loop = JetEvents(pythia, fastjet, jet_def, recipe.JET_PT_MIN_GEV,
+                     MAX_EVENTS_PER_JET * max(task.n_jets, 1), where)
+    for jets_of_event in ([] if task.n_jets == 0 else loop):
+        candidates = [j for j in jets_of_event if recipe.passes_jet_cuts(j.pt(), j.eta())]
         if not candidates:
             continue
         decays = find_top_decays(event) if task.class_id == SIGNAL else []
@@ -239,10 +295,12 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             truth.append(no_truth if matched is None else matched.p4)
             if len(jets) == task.n_jets:
                 break
+        if len(jets) == task.n_jets:
+            break
 
     npart = np.array([len(c) for c in consts], dtype=np.int32)
     part = (np.concatenate(consts) if consts else np.zeros((0, 4))).astype(np.float32)
     jet_arr = (np.stack(jets) if jets else np.zeros((0, 5))).astype(np.float32)
     truth_arr = np.stack(truth) if truth else np.zeros((0, 4, 4))
     return ChunkResult(index=task.index, class_id=task.class_id, npart=npart, part=part,
-                       jet=jet_arr, truth=truth_arr, n_events=n_events)
+                       jet=jet_arr, truth=truth_arr, n_events=loop.n_events)

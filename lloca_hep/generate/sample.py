@@ -14,43 +14,36 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import time
-from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from .._files import atomic_output, check_output
 from . import recipe
+from .chunks import (
+    DEFAULT_CHUNK_SIZE,
+    PROVENANCE_KEY,
+    WRITE_BATCH_JETS,
+    ZSTD_LEVEL,
+    check_count,
+    package_version,
+    permute_ragged,
+    run_tasks,
+    shuffle_permutation,
+)
 from .events import BACKGROUND, SIGNAL, ChunkResult, ChunkTask, require_generators, run_chunk
 
 log = logging.getLogger(__name__)
 
-#: jets per work unit (one Pythia initialisation, about 0.15 s, per chunk)
-DEFAULT_CHUNK_SIZE = 500
-#: jets per ``TTree.extend`` call (one basket per branch)
-WRITE_BATCH_JETS = 20_000
-#: ZSTD compression level of the output file
-ZSTD_LEVEL = 5
-#: name of the output TTree and of the JSON provenance string stored next to it
+#: name of the output TTree
 TREE_NAME = "jets"
-PROVENANCE_KEY = "generation_config"
 #: spawn key of the shuffle permutation (0 and 1 are the class chunk seeds)
 SHUFFLE_SPAWN_KEY = 2
 
 _JET_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_energy")
 _PART_FIELDS = ("px", "py", "pz", "energy")
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return int(value)
 
 
 def plan_tasks(
@@ -71,50 +64,20 @@ def plan_tasks(
 
 def _run_tasks(tasks: list[ChunkTask], workers: int, progress: bool) -> list[ChunkResult]:
     """Run the tasks (in this process for one worker, else a spawn pool); results in task order."""
-    from tqdm.auto import tqdm
-
-    results: list[ChunkResult | None] = [None] * len(tasks)
-    total = sum(t.n_jets for t in tasks)
-    with tqdm(total=total, unit="jet", desc="generating", disable=not progress) as bar:
-        stream: Iterator[ChunkResult]
-        if workers == 1:
-            stream = map(run_chunk, tasks)
-            pool = None
-        else:
-            pool = multiprocessing.get_context("spawn").Pool(workers)
-            # big chunks first is already the order (signal, slower, comes first)
-            stream = pool.imap_unordered(run_chunk, tasks, chunksize=1)
-        try:
-            for result in stream:
-                results[result.index] = result
-                bar.update(result.n_jets)
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
-    missing = [i for i, r in enumerate(results) if r is None]
-    if missing:  # pragma: no cover - the pool raises before this can happen
-        raise RuntimeError(f"generation chunks {missing} returned no result")
-    return [r for r in results if r is not None]
+    return run_tasks(tasks, run_chunk, workers, progress)
 
 
 def _provenance(
     n_signal: int, n_background: int, seed: int, max_constituents: int, chunk_size: int,
     shuffle: bool,
 ) -> str:
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "unknown"
-
     from .. import __version__
 
     return json.dumps({
         "generator": "lloca_hep.generate.generate_sample",
         "lloca_hep": __version__,
-        "pythia8mc": version("pythia8mc"),
-        "fastjet": version("fastjet"),
+        "pythia8mc": package_version("pythia8mc"),
+        "fastjet": package_version("fastjet"),
         "seed": seed,
         "n_signal": n_signal,
         "n_background": n_background,
@@ -138,18 +101,8 @@ def _assemble(results: list[ChunkResult], seed: int, shuffle: bool) -> dict[str,
     jet = np.concatenate([r.jet for r in results])
     label = np.concatenate([np.full(r.n_jets, r.class_id, dtype=np.int32) for r in results])
     if shuffle and len(npart) > 1:
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SHUFFLE_SPAWN_KEY,)))
-        perm = rng.permutation(len(npart))
-        offsets = np.zeros(len(npart) + 1, dtype=np.int64)
-        np.cumsum(npart, out=offsets[1:])
-        # gather each jet's constituent rows in the new order
-        starts = offsets[:-1][perm]
-        counts = npart[perm].astype(np.int64)
-        new_offsets = np.zeros_like(offsets)
-        np.cumsum(counts, out=new_offsets[1:])
-        rows = np.arange(new_offsets[-1], dtype=np.int64) - np.repeat(new_offsets[:-1] - starts, counts)
-        part = part[rows]
-        npart = npart[perm]
+        perm = shuffle_permutation(seed, SHUFFLE_SPAWN_KEY, len(npart))
+        npart, part = permute_ragged(npart, part, perm)
         jet = jet[perm]
         label = label[perm]
     return {"npart": npart, "part": part, "jet": jet, "is_signal": label}
@@ -224,12 +177,12 @@ def generate_sample(
     pT), float32 ``jet_pt`` (GeV) ``jet_eta`` ``jet_phi`` (rad, in (-pi, pi]) ``jet_mass`` (GeV)
     ``jet_energy`` (GeV), int32 ``is_signal``; plus a JSON string ``generation_config``.
     """
-    n_signal = _check_count("n_signal", n_signal)
-    n_background = _check_count("n_background", n_background)
-    seed = _check_count("seed", seed)
-    workers = _check_count("workers", workers)
-    max_constituents = _check_count("max_constituents", max_constituents)
-    chunk_size = _check_count("chunk_size", chunk_size)
+    n_signal = check_count("n_signal", n_signal)
+    n_background = check_count("n_background", n_background)
+    seed = check_count("seed", seed)
+    workers = check_count("workers", workers)
+    max_constituents = check_count("max_constituents", max_constituents)
+    chunk_size = check_count("chunk_size", chunk_size)
     if n_signal + n_background == 0:
         raise ValueError("nothing to generate: n_signal and n_background are both 0")
     if workers < 1:

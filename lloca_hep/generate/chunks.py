@@ -1,0 +1,111 @@
+"""Machinery shared by the sample writers: argument checks, running chunk tasks in a worker
+pool with results put back in task order, permuting ragged jets, and the output conventions.
+
+A task is any object with ``n_jets``; a result any object with ``index`` (its task's position)
+and ``n_jets``. The worker function must be importable at module level (spawn pool).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+#: jets per work unit (one Pythia initialisation, about 0.15 s, per chunk)
+DEFAULT_CHUNK_SIZE = 500
+#: jets per ``TTree.extend`` call (one basket per branch)
+WRITE_BATCH_JETS = 20_000
+#: ZSTD compression level of the output files
+ZSTD_LEVEL = 5
+#: name of the JSON provenance string stored next to the tree
+PROVENANCE_KEY = "generation_config"
+
+
+class _Task(Protocol):
+    @property
+    def n_jets(self) -> int: ...
+
+
+class _Result(Protocol):
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def n_jets(self) -> int: ...
+
+
+TaskT = TypeVar("TaskT", bound=_Task)
+ResultT = TypeVar("ResultT", bound=_Result)
+
+
+def check_count(name: str, value: int) -> int:
+    """``value`` as an int; TypeError unless an integer (bools refused), ValueError if < 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def run_tasks(
+    tasks: Sequence[TaskT], worker: Callable[[TaskT], ResultT], workers: int, progress: bool
+) -> list[ResultT]:
+    """Run ``worker`` on every task (in this process for one worker, else a spawn pool);
+    results in task order (``result.index``), with a tqdm bar counting jets."""
+    from tqdm.auto import tqdm
+
+    results: list[ResultT | None] = [None] * len(tasks)
+    total = sum(t.n_jets for t in tasks)
+    with tqdm(total=total, unit="jet", desc="generating", disable=not progress) as bar:
+        stream: Iterator[ResultT]
+        if workers == 1:
+            stream = map(worker, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            stream = pool.imap_unordered(worker, tasks, chunksize=1)
+        try:
+            for result in stream:
+                results[result.index] = result
+                bar.update(result.n_jets)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:  # pragma: no cover - the pool raises before this can happen
+        raise RuntimeError(f"generation chunks {missing} returned no result")
+    return [r for r in results if r is not None]
+
+
+def permute_ragged(
+    npart: np.ndarray, part: np.ndarray, perm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Jets reordered by ``perm``: ``npart`` ``(n_jets,)`` constituent counts, ``part``
+    ``(sum(npart), ...)`` constituent rows; returns the permuted ``(npart, part)``."""
+    offsets = np.zeros(len(npart) + 1, dtype=np.int64)
+    np.cumsum(npart, out=offsets[1:])
+    # gather each jet's constituent rows in the new order
+    starts = offsets[:-1][perm]
+    counts = npart[perm].astype(np.int64)
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(counts, out=new_offsets[1:])
+    rows = np.arange(new_offsets[-1], dtype=np.int64) - np.repeat(new_offsets[:-1] - starts, counts)
+    return npart[perm], part[rows]
+
+
+def shuffle_permutation(seed: int, spawn_key: int, n: int) -> np.ndarray:
+    """The permutation of ``n`` jets drawn from ``SeedSequence(seed, spawn_key=(spawn_key,))``."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(spawn_key,)))
+    return rng.permutation(n)
+
+
+def package_version(pkg: str) -> str:
+    """The installed version of ``pkg``, ``"unknown"`` when it is not installed."""
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "unknown"
