@@ -36,6 +36,20 @@ class InvalidMomentumError(LLoCaInputError):
     """NaN/inf momenta, negative energies or E < |p| beyond rounding."""
 
 
+class InvalidFeatureError(InvalidMomentumError):
+    """A per-particle feature is NaN/inf for a real constituent (the counted policy of the
+    momenta: ``on_invalid="drop"`` drops such constituents)."""
+
+
+class FeatureError(LLoCaInputError):
+    """A feature specification is malformed, names a branch the file lacks, or a tagger needs
+    features its input does not carry."""
+
+
+class LabelError(LLoCaInputError):
+    """The label branches are missing, not one-hot, out of range, or do not match ``classes``."""
+
+
 class InvalidConstituentsWarning(UserWarning):
     """Constituents with unphysical momenta were dropped (``on_invalid="drop"``)."""
 
@@ -47,9 +61,12 @@ class OutputError(LLoCaInputError):
 
 __all__ = [
     "CorruptFileError",
+    "FeatureError",
     "InvalidConstituentsWarning",
+    "InvalidFeatureError",
     "InvalidMomentumError",
     "LLoCaInputError",
+    "LabelError",
     "LayoutError",
     "MissingBranchError",
     "MissingFileError",

@@ -94,7 +94,7 @@ def _worker_loads(c) -> dict[str, int]:
     def loads() -> int:
         import lloca_hep.integrations.coffea
 
-        return lloca_hep.integrations.coffea._TAGGER_LOADS
+        return lloca_hep.integrations._inputs._TAGGER_LOADS
 
     return c.run(loads)
 

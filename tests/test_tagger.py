@@ -17,6 +17,7 @@ from lloca_hep.models import build_model
 from lloca_hep.preprocessing import pad_jets
 from lloca_hep.tagger import (
     FORMAT_VERSION,
+    FORMAT_VERSION_V1,
     EmptyJetWarning,
     Tagger,
     TaggerFileError,
@@ -102,7 +103,8 @@ def test_save_load_roundtrip_is_exact_and_plain(tagger, jet_file, tmp_path):
     assert set(payload) == {"state_dict", "header"}
     assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
     header = json.loads(payload["header"])
-    assert header["format_version"] == FORMAT_VERSION
+    # a binary tagger without features stays a version-1 file, which older lloca-hep reads
+    assert header["format_version"] == FORMAT_VERSION_V1
     assert header["model_name"] == "LLoCaTransformer"
     assert header["config"]["hidden"] == TINY_TRANSFORMER["hidden"]
     assert header["max_constituents"] == 32 and header["metadata"] == {"note": "test"}

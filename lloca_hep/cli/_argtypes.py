@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "fraction",
     "json_object",
+    "name_list",
     "non_negative_float",
     "non_negative_int",
     "positive_float",
@@ -90,3 +91,16 @@ def json_object(text: str) -> dict[str, Any]:
 def step_size(text: str) -> str | int:
     """A chunk size: a number of entries (``100000``) or of bytes (``"50 MB"``)."""
     return int(text) if text.isdigit() else text
+
+
+def name_list(text: str) -> list[str]:
+    """Comma-separated names (identifiers, e.g. class names ``QCD,Hbb,Tbqq``), at least two,
+    none repeated."""
+    names = [n.strip() for n in text.split(",")]
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names such as QCD,Hbb,Tbqq; "
+                                         f"{bad[0]!r} is not a name")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected at least two distinct names, got {text!r}")
+    return names

@@ -20,9 +20,11 @@ DESCRIPTION = (
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print its numbers and the paths it wrote."""
     from lloca_hep.demo import run_demo
+    from lloca_hep.training.metrics import Metrics
 
     result = run_demo(args.output, model=args.model, progress=not args.no_progress)
     m, files = result.metrics, result.files
+    assert isinstance(m, Metrics)  # the shipped top tagger is binary
     print(f"Scored {m.n_jets} jets of the shipped sample with the shipped tagger "
           f"({result.tag_jets_per_second or 0:.0f} jets/s end to end).")
     print(f"  accuracy {m.accuracy:.4f}   ROC AUC {m.auc:.4f}   " + "   ".join(

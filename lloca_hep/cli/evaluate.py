@@ -33,7 +33,8 @@ HELP = "accuracy, AUC, background rejection, ROC and score plots of a tagger"
 DESCRIPTION = (
     "Score labelled ROOT files and report accuracy, ROC AUC and the background "
     "rejection 1/eps_B at signal efficiencies 0.3 and 0.5. With -o, also writes "
-    "metrics.json, roc.png and scores.png."
+    "metrics.json, roc.png and scores.png. For a multi-class tagger: accuracy, macro AUC and "
+    "per class the AUC and 1/eps_B against QCD (JetClass table), confusion.png and roc.png."
 )
 
 
@@ -48,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
                             max_jets=args.max_jets, progress=not args.no_progress,
                             tree=args.tree)
     m = result.metrics
-    print(f"evaluated {result.model} on {m.n_jets + m.n_empty} jets")
+    if result.multiclass:
+        print(f"evaluated {result.model} on {m.n_jets + int(result.extra.get('n_empty', 0))} "
+              "jets")
+        print(m.table())  # type: ignore[union-attr]
+        print("\n".join(f"  {name:<24} {path}" for name, path in result.files.items()))
+        return EXIT_OK
+    print(f"evaluated {result.model} on {m.n_jets + m.n_empty} jets")  # type: ignore[union-attr]
     print(format_result(result))
     return EXIT_OK
 

@@ -63,6 +63,8 @@ class LorentzCanonicalized(nn.Module):
         symmetry_breaking: frames-net inputs, see :mod:`lloca_hep.core.symmetry_breaking`.
         per_particle: whether the backbone returns one output per constituent.
         rescale: multiply rank-r output blocks by ``M**r``.
+        num_scalars: when > 0, the ``scalars`` given to :meth:`forward` (then exactly this
+            many, Lorentz scalars) feed the frames net too; with 0 they reach the backbone only.
     """
 
     def __init__(
@@ -73,11 +75,13 @@ class LorentzCanonicalized(nn.Module):
         symmetry_breaking: bool | str = False,
         per_particle: bool = False,
         rescale: bool = False,
+        num_scalars: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
         self.out_reps = TensorReps(out_reps)
-        self.frame_choice = FrameChoice(frames, symmetry_breaking)
+        self.num_scalars = int(num_scalars)
+        self.frame_choice = FrameChoice(frames, symmetry_breaking, num_scalars=self.num_scalars)
         self.per_particle = per_particle
         self.rescale = rescale
 
@@ -93,7 +97,7 @@ class LorentzCanonicalized(nn.Module):
 
         Returns float64 ``(B, D)`` (or ``(B, N, D)`` with ``per_particle``) in the lab frame.
         """
-        lf = self.frame_choice(p4, mask)
+        lf = self.frame_choice(p4, mask, scalars if self.num_scalars else None)
         x = local_features(lf, mask)
         if scalars is not None:
             x = torch.cat([x, scalars.to(x.dtype) * mask[..., None].to(x.dtype)], -1)

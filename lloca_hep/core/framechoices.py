@@ -99,6 +99,8 @@ class FrameChoice(nn.Module):
             net only (see :mod:`lloca_hep.core.symmetry_breaking`).
         frames_hidden, frames_key_dim: size of the :class:`FramesNet`.
         random_max_rapidity, random_max_angle: ranges of the random frames (training only).
+        num_scalars: per-particle scalars given to :meth:`forward` (charge, particle ID, ...),
+            fed to the frames net next to the symmetry-breaking scalars.
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class FrameChoice(nn.Module):
         frames_key_dim: int = 8,
         random_max_rapidity: float = 1.0,
         random_max_angle: float = math.pi,
+        num_scalars: int = 0,
     ):
         super().__init__()
+        self.num_scalars = int(num_scalars)
         if kind not in FRAME_KINDS:
             raise ValueError(f"frames must be one of {FRAME_KINDS}, got {kind!r}")
         self.kind = kind
@@ -123,13 +127,15 @@ class FrameChoice(nn.Module):
             self.net = FramesNet(
                 hidden=frames_hidden,
                 key_dim=frames_key_dim,
-                num_scalars=self.sb.num_scalars,
+                num_scalars=self.sb.num_scalars + self.num_scalars,
                 num_references=self.sb.num_references,
                 num_global=1,
             )
 
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> LocalFrames:
-        """``p4 (B, N, 4)`` lab momenta in GeV, ``mask (B, N)`` bool -> :class:`LocalFrames`."""
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor,
+                scalars: torch.Tensor | None = None) -> LocalFrames:
+        """``p4 (B, N, 4)`` lab momenta in GeV, ``mask (B, N)`` bool, ``scalars (B, N, S)``
+        (``S = num_scalars``; None when 0) -> :class:`LocalFrames`."""
         p4 = p4.to(torch.float64)
         B = p4.shape[0]
         refs_lab = (
@@ -163,8 +169,14 @@ class FrameChoice(nn.Module):
                 frames = ref[:, None].expand(-1, p.shape[1], -1, -1)
             return LocalFrames(p, jet, frames, None, log_mass, ref, to_ref, scale)
 
-        scalars = non_invariant_scalars(p4, mask) if self.sb.scalars else None
-        v = self.net(p, mask, jet, refs, scalars, log_mass[:, None])  # (B, N, 3, 4)
+        extra = non_invariant_scalars(p4, mask) if self.sb.scalars else None
+        if self.num_scalars:
+            if scalars is None or scalars.shape[-1] != self.num_scalars:
+                raise ValueError(f"the frames net takes {self.num_scalars} per-particle scalars, "
+                                 f"got {None if scalars is None else scalars.shape[-1]}")
+            user = scalars.to(torch.float64) * mask[..., None].to(torch.float64)
+            extra = user if extra is None else torch.cat([extra, user], dim=-1)
+        v = self.net(p, mask, jet, refs, extra, log_mass[:, None])  # (B, N, 3, 4)
         vmean = _masked_mean(v, mask)  # (B, 3, 4)
         if self.kind == "global":
             ref = polar_frames(jet, vmean[:, 1], vmean[:, 2])

@@ -34,7 +34,8 @@ def tag_file(
     collection: str = "FatJet",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score every jet of ``input`` and write the friend tree ``scores`` (branch ``score``).
+    """Score every jet of ``input`` and write the friend tree ``scores`` (branch ``score``;
+    a multi-class tagger writes one branch per class, ``score_<name>``).
 
     ``model``: a tagger file (``.pt`` or exported ``.pt2``), a loaded :class:`Tagger`, or None
     for the shipped tagger. Chunks of ``step_size`` (entries, or a size such as ``"50 MB"``)
@@ -50,7 +51,7 @@ def tag_file(
     """
     from tqdm.auto import tqdm
 
-    from lloca_hep._files import resolve_inputs
+    from lloca_hep._files import check_output, resolve_inputs
     from lloca_hep.io import FriendTreeWriter, OutputError, iterate_jets
 
     t0 = time.perf_counter()
@@ -62,18 +63,21 @@ def tag_file(
             "tag each file into its own output (or use lloca_hep.score_files)"
         )
     # the output is checked against the real input file before anything is loaded or written
-    writer = FriendTreeWriter(Path(output), FRIEND_TREE, overwrite=overwrite, inputs=[input_path])
+    check_output(Path(output), overwrite=overwrite, inputs=[input_path])
     if isinstance(model, Tagger):
         tagger = model
     else:
         tagger = load_tagger(model, device=device)
+    writer = FriendTreeWriter(Path(output), FRIEND_TREE, overwrite=overwrite, inputs=[input_path],
+                              class_names=tagger.class_names if tagger.is_multiclass else None)
     if batch_size is not None:
         tagger.batch_size = int(batch_size)
     n_jets = 0
     n_empty = 0
     n_nonfinite = 0
     chunks = iterate_jets(input_path, step_size=step_size, tree=tree, layout=layout,
-                          collection=collection, jet_fields=[])
+                          collection=collection, jet_fields=[],
+                          features=tagger.inputs if len(tagger.inputs) else None)
     bar = tqdm(desc=f"tagging {os.path.basename(input_path)}", unit=" entries",
                disable=not progress)
     try:
@@ -88,7 +92,10 @@ def tag_file(
                 empty = int(np.count_nonzero(ak.num(chunk.jets["constituents"], axis=1) == 0))
                 n_jets += len(scores)
                 n_empty += empty
-                n_nonfinite += int(np.count_nonzero(~np.isfinite(scores))) - empty
+                finite = np.isfinite(scores)
+                if finite.ndim == 2:
+                    finite = finite.all(axis=1)
+                n_nonfinite += int(np.count_nonzero(~finite)) - empty
                 writer.extend(scores, chunk)
                 bar.update(chunk.entry_stop - chunk.entry_start)
                 bar.set_postfix(jets=n_jets, refresh=False)
@@ -108,6 +115,8 @@ def tag_file(
         "output": str(writer.output),
         "tree": FRIEND_TREE,
         "branch": SCORE_BRANCH,
+        "branches": ([f"{SCORE_BRANCH}_{c}" for c in tagger.class_names]
+                     if tagger.is_multiclass else [SCORE_BRANCH]),
         "n_entries": int(writer.entries_written),
         "n_jets": n_jets,
         "n_empty": n_empty,

@@ -32,7 +32,12 @@ Accepted inputs of ``tagger(x)``:
   whose records carry ``px, py, pz`` and ``E`` (or ``energy``/``e``/``t``) or ``pt, eta, phi``
   and ``mass`` (or ``m``/``M``), in GeV.
 
-The result has one float32 top probability per jet, in the jet structure of the input
+A tagger with per-particle features (``tagger.inputs``) reads them from the same place: the
+``PFCands`` fields its input set names (``charge``, ``pdgId``, ``d0`` ...) for NanoEvents and
+raw branches, or the raw feature fields (``part_charge`` ...) of ragged constituents.
+
+The result has one float32 top probability per jet (for a multi-class tagger, a record per jet
+with one float32 field per class, e.g. ``scores.QCD``, ``scores.Hbb``), in the jet structure of the input
 (``[event][jet]`` or ``[jet]``); jets without constituents get NaN. The same jets in the same
 chunks give bit-identical scores eagerly, virtually, with dask and on a distributed cluster;
 the model pads each batch to its longest jet, so a different chunking (or torch thread count)
@@ -49,13 +54,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
+from lloca_hep.features import InputSpec, feature_columns
 from lloca_hep.preprocessing.conversion import polar_to_cartesian
 from lloca_hep.preprocessing.join import (
     CANDIDATE_FIELDS,
@@ -66,7 +71,16 @@ from lloca_hep.preprocessing.join import (
     join_indexed_constituents,
 )
 from lloca_hep.preprocessing.padding import offsets_from_counts
-from lloca_hep.preprocessing.validation import ON_INVALID, apply_momentum_policy
+from lloca_hep.preprocessing.validation import ON_INVALID
+
+from ._inputs import (
+    CANDIDATES,
+    _check_inputs,
+    _header_spec,
+    _load_cached_tagger,
+    _pf_field,
+    _pf_fields,
+)
 
 try:
     from coffea.ml_tools.helper import numpy_call_wrapper
@@ -80,8 +94,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CANDIDATES", "LINK_SUFFIX", "JetTagger", "join_indexed_constituents", "required_branches"]
 
-#: Collection of the PF candidates in PFNano.
-CANDIDATES = "PFCands"
 #: Suffix of the jet -> candidate index tables (``FatJet`` -> ``FatJetPFCands``).
 LINK_SUFFIX = "PFCands"
 #: Jets padded and scored per step inside one call (bounds the padded (n, N, 4) float64 array).
@@ -98,11 +110,6 @@ _LAYOUT_INDEXED = "indexed"
 _LAYOUT_CARTESIAN = "ragged-cartesian"
 _LAYOUT_CYLINDRICAL = "ragged-ptetaphim"
 
-# one tagger per (model, device) per process; guarded by a lock for threaded workers
-_TAGGER_CACHE: dict[tuple[str, str], Any] = {}
-_TAGGER_LOCK = threading.Lock()
-#: How many times this process loaded a tagger file (diagnostics: once per model per worker).
-_TAGGER_LOADS = 0
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -136,42 +143,6 @@ def _lib(x: Any) -> Any:
 
         return dask_awkward
     return ak
-
-
-def _tagger_key(model: str | None, device: str) -> tuple[str, str]:
-    if model is None:
-        return ("<shipped>", device)
-    return (str(Path(model).resolve()), device)
-
-
-def _load_cached_tagger(model: str | None, device: str) -> Any:
-    from lloca_hep.tagger import load_tagger
-
-    key = _tagger_key(model, device)
-    with _TAGGER_LOCK:
-        tagger = _TAGGER_CACHE.get(key)
-        if tagger is None:
-            log.info("loading tagger %s on %s (pid %d)", key[0], device, os.getpid())
-            tagger = load_tagger(model, device=device)
-            _TAGGER_CACHE[key] = tagger
-            global _TAGGER_LOADS
-            _TAGGER_LOADS += 1
-    return tagger
-
-
-def _check_momenta(
-    offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
-    on_invalid: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The readers' invalid-momentum policy (:mod:`lloca_hep.preprocessing.validation`)."""
-    cols, counts = apply_momentum_policy(
-        [px, py, pz, energy], np.diff(offsets), on_invalid, where="JetTagger",
-        describe_jet=lambda j: f"jet {j} of the chunk (in input order)",
-        remedy="Use JetTagger(..., on_invalid='drop') to drop them.", stacklevel=5,
-    )
-    new_px, new_py, new_pz, new_energy = cols
-    new_offsets = offsets if new_px is px else offsets_from_counts(counts)
-    return new_offsets, new_px, new_py, new_pz, new_energy
 
 
 # ---------------------------------------------------------------------------- the wrapper
@@ -221,8 +192,16 @@ class JetTagger(numpy_call_wrapper):
         self.device = str(device)
         self._tagger: Any = None
         if model is None or isinstance(model, (str, os.PathLike)):
-            self.model_path: str | None = None if model is None else str(Path(model).resolve())
-            if self.model_path is not None and not Path(self.model_path).is_file():
+            from lloca_hep.tagger import SHIPPED_TAGGERS, shipped_name
+
+            if model is not None and shipped_name(model) is not None:
+                # a shipped tagger's short name ("jetclass"); "default" is the shipped default
+                self.model_path: str | None = (None if os.fspath(model) == "default"
+                                               else os.fspath(model))
+            else:
+                self.model_path = None if model is None else str(Path(model).resolve())
+            if self.model_path is not None and self.model_path not in SHIPPED_TAGGERS \
+                    and not Path(self.model_path).is_file():
                 raise FileNotFoundError(f"{self.model_path}: no such tagger file")
         elif hasattr(model, "score_padded") and hasattr(model, "max_constituents"):
             self.model_path = None
@@ -238,6 +217,14 @@ class JetTagger(numpy_call_wrapper):
     def link_collection(self) -> str:
         """Name of the jet -> candidate index table (``FatJetPFCands`` for ``FatJet``)."""
         return self.collection + LINK_SUFFIX
+
+    def io_spec(self) -> tuple[InputSpec, tuple[str, ...] | None]:
+        """``(input set, class names)`` of the tagger (class names None for binary taggers),
+        read from the file's header without loading the model."""
+        if self._tagger is not None:
+            t = self._tagger
+            return t.inputs, (t.class_names if t.is_multiclass else None)
+        return _header_spec(self.model_path)
 
     @property
     def tagger(self) -> Any:
@@ -322,6 +309,11 @@ class JetTagger(numpy_call_wrapper):
                 missing = [f for f in need if f not in rec.fields]
                 if missing:
                     raise ValueError(f"{name} lacks the field(s) {missing}")
+            pf = _pf_fields(self.io_spec()[0])
+            missing = [f for f in pf if f not in cands.fields]
+            if missing:
+                raise ValueError(f"{CANDIDATES} lacks the field(s) {missing}, which the "
+                                 f"tagger's input set {self.io_spec()[0].name!r} reads")
             args = (
                 lib.num(array[self.collection], axis=1),
                 lib.num(links, axis=1),
@@ -329,11 +321,14 @@ class JetTagger(numpy_call_wrapper):
                 lib.flatten(links[LINK_CAND_FIELD], axis=1),
                 lib.num(cands, axis=1),
                 *(lib.flatten(cands[f], axis=1) for f in CANDIDATE_FIELDS),
+                *(lib.flatten(cands[f], axis=1) for f in pf),
             )
             return args, {"layout": _LAYOUT_INDEXED}
         if layout == "branches":
+            pf = _pf_fields(self.io_spec()[0])
             missing = [b for b in required_branches(self.collection)
                        if b not in array.fields and not b.startswith("n")]
+            missing += [f"{CANDIDATES}_{f}" for f in pf if f"{CANDIDATES}_{f}" not in array.fields]
             if missing:
                 raise ValueError(f"the arrays lack the branch(es) {missing}")
             lj = array[f"{link}_{LINK_JET_FIELD}"]
@@ -347,6 +342,7 @@ class JetTagger(numpy_call_wrapper):
                 lib.flatten(array[f"{link}_{LINK_CAND_FIELD}"], axis=1),
                 lib.num(cpt, axis=1),
                 *(lib.flatten(array[f"{CANDIDATES}_{f}"], axis=1) for f in CANDIDATE_FIELDS),
+                *(lib.flatten(array[f"{CANDIDATES}_{f}"], axis=1) for f in pf),
             )
             return args, {"layout": _LAYOUT_INDEXED}
         # ragged constituents
@@ -364,7 +360,14 @@ class JetTagger(numpy_call_wrapper):
                 f"ragged constituents must be [jet][constituent] or [event][jet][constituent], "
                 f"got {array.ndim} dimensions"
             )
-        args = (lib.num(jets, axis=1), *(lib.flatten(jets[n], axis=1) for n in names))
+        inputs = self.io_spec()[0]
+        missing = [n for n in inputs.names if n not in fields]
+        if missing:
+            raise ValueError(
+                f"the constituents lack the feature field(s) {missing} that the tagger's input "
+                f"set {inputs.name!r} reads (read them with read_jets(..., features=...))")
+        args = (lib.num(jets, axis=1), *(lib.flatten(jets[n], axis=1) for n in names),
+                *(lib.flatten(jets[n], axis=1) for n in inputs.names))
         return args, {"layout": layout}
 
     def numpy_call(self, *arrays: np.ndarray, layout: str) -> np.ndarray:
@@ -374,54 +377,85 @@ class JetTagger(numpy_call_wrapper):
         ``"ragged-cartesian"`` / ``"ragged-ptetaphim"``: per-jet constituent counts and four
         flat columns (px, py, pz, E) or (pt, eta, phi, mass), GeV.
         """
+        inputs, classes = self.io_spec()
+        sources: dict[str, str] = {}
         if layout == _LAYOUT_INDEXED:
-            if len(arrays) != 9:
-                raise ValueError(f"indexed layout needs 9 columns, got {len(arrays)}")
-            offsets, px, py, pz, energy = join_indexed_constituents(
-                *arrays, what="jets" if self.collection.endswith("Jet") else "objects"
+            pf = _pf_fields(inputs)
+            if len(arrays) != 9 + len(pf):
+                raise ValueError(f"indexed layout needs {9 + len(pf)} columns, got {len(arrays)}")
+            offsets, px, py, pz, energy, selection = join_indexed_constituents(
+                *arrays[:9], what="jets" if self.collection.endswith("Jet") else "objects",
+                return_selection=True,
             )
+            gathered = {f: flat_column(f"{CANDIDATES}_{f}", c)[selection]
+                        for f, c in zip(pf, arrays[9:], strict=True)}
+            features = feature_columns(inputs, "nanoaod", lambda b: gathered[_pf_field(b)])
+            for feat in inputs.ordered:
+                src = feat.source("nanoaod")
+                assert src is not None
+                sources[feat.name] = f"{CANDIDATES}_{_pf_field(src.branch)}"
         elif layout in (_LAYOUT_CARTESIAN, _LAYOUT_CYLINDRICAL):
-            if len(arrays) != 5:
-                raise ValueError(f"ragged layout needs 5 columns, got {len(arrays)}")
+            n_cols = 5 + len(inputs)
+            if len(arrays) != n_cols:
+                raise ValueError(f"ragged layout needs {n_cols} columns, got {len(arrays)}")
             counts = flat_column("constituent counts", arrays[0], np.int64)
             cols = [flat_column(f"constituent column {i}", c) for i, c in enumerate(arrays[1:])]
             for i, col in enumerate(cols):
                 check_total("constituent counts", counts, col, f"constituent column {i}")
             offsets = offsets_from_counts(counts)
             if layout == _LAYOUT_CARTESIAN:
-                px, py, pz, energy = (c.astype(np.float64, copy=False) for c in cols)
+                px, py, pz, energy = (c.astype(np.float64, copy=False) for c in cols[:4])
             else:
-                px, py, pz, energy = polar_to_cartesian(*cols)
+                px, py, pz, energy = polar_to_cartesian(*cols[:4])
+            features = {n: c.astype(np.float32, copy=False)
+                        for n, c in zip(inputs.names, cols[4:], strict=True)}
+            sources = {n: n for n in inputs.names}
         else:
             raise ValueError(f"unknown layout {layout!r}")
-        offsets, px, py, pz, energy = _check_momenta(offsets, px, py, pz, energy,
-                                                     self.on_invalid)
-        return self._score_flat(offsets, px, py, pz, energy)
+        offsets, momenta, features = _check_inputs(offsets, [px, py, pz, energy], features,
+                                                   self.on_invalid, sources)
+        return self._score_flat(offsets, *momenta, features=features, inputs=inputs,
+                                n_classes=0 if classes is None else len(classes))
 
     def _score_flat(self, offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray,
-                    energy: np.ndarray) -> np.ndarray:
-        """Pad (numba) and score jets given by ``offsets`` over flat float64 (px, py, pz, E)."""
+                    energy: np.ndarray, *, features: dict[str, np.ndarray] | None = None,
+                    inputs: InputSpec | None = None, n_classes: int = 0) -> np.ndarray:
+        """Pad (numba) and score jets given by ``offsets`` over flat float64 (px, py, pz, E)
+        and raw features; float32 ``(n_jets,)``, or ``(n_jets, n_classes)`` when > 0."""
         from lloca_hep.preprocessing import pad_flat
 
         n_jets = offsets.shape[0] - 1
-        out = np.empty(n_jets, dtype=SCORE_DTYPE)
+        out = np.empty((n_jets, n_classes) if n_classes else n_jets, dtype=SCORE_DTYPE)
         if n_jets == 0:
             return out
         tagger = self.tagger
         max_n = self.max_constituents or int(tagger.max_constituents)
         sort_by_pt = bool(getattr(tagger, "sort_by_pt", True))
+        rows = None
+        if inputs is not None and len(inputs):
+            assert features is not None
+            rows = np.stack([features[n] for n in inputs.names], axis=1)
         for start in range(0, n_jets, PAD_CHUNK_JETS):
             stop = min(start + PAD_CHUNK_JETS, n_jets)
             lo, hi = int(offsets[start]), int(offsets[stop])
             padded = pad_flat(offsets[start:stop + 1] - lo, px[lo:hi], py[lo:hi], pz[lo:hi],
-                              energy[lo:hi], max_n, sort_by_pt=sort_by_pt)
-            out[start:stop] = tagger.score_padded(padded.p4, padded.mask)
+                              energy[lo:hi], max_n, sort_by_pt=sort_by_pt,
+                              scalars=None if rows is None else rows[lo:hi])
+            scalars = None
+            if rows is not None:
+                assert inputs is not None and padded.scalars is not None
+                scalars = inputs.transform(padded.scalars, padded.mask)
+            out[start:stop] = tagger.score_padded(padded.p4, padded.mask, scalars=scalars)
         return out
 
     def postprocess_awkward(self, return_array: Any, array: Any) -> Any:
-        """Give the flat scores the jet structure of the input (``[event][jet]`` or ``[jet]``)."""
+        """Give the flat scores the jet structure of the input (``[event][jet]`` or ``[jet]``);
+        a multi-class tagger's scores become records with one field per class."""
         lib = _lib(array)
         layout = self._input_layout(array)
+        classes = self.io_spec()[1]
+        if classes is not None:
+            return_array = lib.zip({c: return_array[:, k] for k, c in enumerate(classes)})
         if layout == "events":
             return lib.unflatten(return_array, lib.num(array[self.collection], axis=1))
         if layout == "branches":
@@ -480,7 +514,7 @@ class _PartitionScorer:
         args, _ = wrapper.prepare_awkward(array)
         for arg in args:
             ak.typetracer.touch_data(arg)
-        flat = ak.Array(
-            ak.to_layout(np.zeros(0, dtype=SCORE_DTYPE)).to_typetracer(forget_length=True)
-        )
+        classes = wrapper.io_spec()[1]
+        empty = np.zeros((0, len(classes)) if classes else 0, dtype=SCORE_DTYPE)
+        flat = ak.Array(ak.to_layout(empty).to_typetracer(forget_length=True))
         return wrapper.postprocess_awkward(flat, array)

@@ -99,8 +99,12 @@ def _errors() -> Any:
     return errors
 
 
+#: Prefix of the keys of ``_Input.branches`` that hold feature branches.
+_FEATURE_KEY = "feature:"
+
+
 def _inspect(path: Path, tree: str | None, collection: str,
-             stack: contextlib.ExitStack | None = None) -> _Input:
+             stack: contextlib.ExitStack | None = None, features: Any = None) -> _Input:
     """Open ``path``, choose the tree and plan what to read with the io layer's own discovery
     (:func:`lloca_hep.io.discovery._select_tree` and ``_plan``, as :func:`lloca_hep.io.read_jets`
     does); TTrees and RNTuples alike. Errors name the file and what is missing.
@@ -116,7 +120,8 @@ def _inspect(path: Path, tree: str | None, collection: str,
         (own if stack is None else stack).enter_context(fobj)
         # the reader's tree choice and plan; no jet fields: only the constituents are read
         tobj, chosen = _select_tree(fobj, str(path), tree, "auto", collection)
-        plan = _plan(tobj, str(path), chosen, "auto", collection, None, [], CANDIDATES)
+        plan = _plan(tobj, str(path), chosen, "auto", collection, None, [], CANDIDATES,
+                     features)
         if plan.layout not in (_LAYOUT_NANO, _LAYOUT_FLAT):  # pragma: no cover - no branches=
             raise _errors().LayoutError(f"{path}:{chosen}: score_files cannot read {plan.layout}")
         branches = dict(plan.constituent)
@@ -127,6 +132,7 @@ def _inspect(path: Path, tree: str | None, collection: str,
             if counter in set(tobj.keys()):
                 del branches["jet_pt"]
                 branches["jet_count"] = counter
+        branches.update({_FEATURE_KEY + b: stored for b, stored in plan.feature_branches.items()})
         return _Input(path=path, tree=chosen, layout=plan.layout, num_entries=int(tobj.num_entries),
                       branches=branches, rntuple=_is_rntuple(tobj),
                       ttree=tobj if stack is not None else None)
@@ -165,6 +171,7 @@ def _write_friend(
     entry_start: int,
     entry_stop: int,
     layout: str,
+    class_names: Sequence[str] | None = None,
 ) -> ScoreFileResult:
     """Write one partition's scores as a friend tree through
     :class:`lloca_hep.io.FriendTreeWriter` (atomic, ZSTD), covering the input entries
@@ -178,22 +185,29 @@ def _write_friend(
             f"instead of {expected}; the friend tree would not line up"
         )
     event_layout = layout == _LAYOUT_NANO
+
+    def values(x: ak.Array) -> np.ndarray:  # (n,) or, for per-class records, (n, C)
+        if class_names is None:
+            return np.asarray(ak.to_numpy(x), dtype=np.float32)
+        return np.stack([np.asarray(ak.to_numpy(x[c]), dtype=np.float32)
+                         for c in class_names], axis=1)
+
     if event_layout:  # [event][jet] scores -> jets with their event entry and index
         counts = np.asarray(ak.to_numpy(ak.num(scores, axis=1)), dtype=np.int64)
-        flat = np.asarray(ak.to_numpy(ak.flatten(scores, axis=1)), dtype=np.float32)
+        flat = values(ak.flatten(scores, axis=1))
         entry = np.repeat(np.arange(entry_start, entry_stop, dtype=np.int64), counts)
         offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         jet_index = np.arange(flat.shape[0], dtype=np.int64) - np.repeat(offsets[:-1], counts)
         jets = ak.zip({"entry": entry, "jet_index": jet_index})
     else:
-        flat = np.asarray(ak.to_numpy(scores), dtype=np.float32)
+        flat = values(scores)
         jets = ak.Array(np.zeros(flat.shape[0], dtype=np.float32))  # one entry per jet
     jets = ak.Array(jets, attrs={"lloca_source": {
         "file": source, "layout": layout, "entry_start": int(entry_start),
         "entry_stop": int(entry_stop)}})
     with FriendTreeWriter(path, FRIEND_TREE, overwrite=True, inputs=[source],
-                          entry_start=entry_start) as writer:
+                          entry_start=entry_start, class_names=class_names) as writer:
         writer.extend(flat, jets)
     return ScoreFileResult(str(Path(path)), source, entry_start, entry_stop, int(flat.shape[0]),
                            time.perf_counter() - t0)
@@ -242,6 +256,7 @@ def _lazy_scores(
     import dask_awkward as dak
     import uproot
 
+    from lloca_hep.integrations._inputs import _pf_field
     from lloca_hep.integrations.coffea import CANDIDATES, LINK_SUFFIX
     from lloca_hep.preprocessing.join import CANDIDATE_FIELDS, LINK_CAND_FIELD, LINK_JET_FIELD
 
@@ -262,8 +277,19 @@ def _lazy_scores(
             f"uproot.dask partitions {arrays.divisions} do not match the planned entry ranges"
         )
     cols = {role: _column(arrays, stored) for role, stored in inputs[0].branches.items()}
+    features = tagger.io_spec()[0]
     if layout == _LAYOUT_FLAT:
-        arrays = dak.zip({c: cols[c] for c in ("px", "py", "pz", "E")})
+        raw = {}
+        for feat in features.ordered:  # the raw feature fields JetTagger reads from constituents
+            src = feat.source("jetclass")
+            assert src is not None
+            if src.pid is not None:
+                raise _errors().FeatureError(
+                    f"score_files: feature {feat.name!r} derives a particle-ID flag from "
+                    f"{src.branch!r}; on one-entry-per-jet files give the flag as a branch")
+            col = cols[_FEATURE_KEY + src.branch]
+            raw[feat.name] = col * src.scale if src.scale != 1.0 else col
+        arrays = dak.zip({**{c: cols[c] for c in ("px", "py", "pz", "E")}, **raw})
     else:  # the raw PFNano branches JetTagger reads ("branches" input)
         link = tagger.collection + LINK_SUFFIX
         counted = "jet_count" in cols
@@ -273,6 +299,8 @@ def _lazy_scores(
             f"{link}_{LINK_JET_FIELD}": cols["jet_idx"],
             f"{link}_{LINK_CAND_FIELD}": cols["pf_idx"],
             **{f"{CANDIDATES}_{f}": cols[f] for f in CANDIDATE_FIELDS},
+            **{f"{CANDIDATES}_{_pf_field(k[len(_FEATURE_KEY):])}": c for k, c in cols.items()
+               if k.startswith(_FEATURE_KEY)},
         }, depth_limit=1)
     return tagger(arrays), partitions
 
@@ -342,9 +370,11 @@ def score_files(
         raise ValueError("the same input file is given twice")
     out_dir = Path(output_dir).expanduser().resolve()
     with contextlib.ExitStack() as stack:
-        inputs = [_inspect(p, tree, collection, stack) for p in in_paths]
         tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
                            device=device)
+        features, class_names = tagger.io_spec()
+        inputs = [_inspect(p, tree, collection, stack, features if len(features) else None)
+                  for p in in_paths]
         if step_size is None:  # names known up front: refuse before building any graph
             _check_outputs([out_dir / f"{stem}{FRIEND_SUFFIX}.root"
                             for stem in _output_stems(inputs)], in_paths, overwrite)
@@ -363,6 +393,7 @@ def score_files(
                     target = out_dir / f"{stem}{FRIEND_SUFFIX}_{start}-{stop}.root"
                 write = dask.delayed(_write_friend, pure=True)(
                     part, str(target), str(inp.path), int(start), int(stop), inp.layout,
+                    class_names,
                 )
                 planned_parts.append((order[inp.path], int(start), target, write))
         planned_parts.sort(key=lambda item: (item[0], item[1]))

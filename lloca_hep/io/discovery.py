@@ -16,11 +16,13 @@ import uproot
 
 from lloca_hep.errors import (
     CorruptFileError,
+    FeatureError,
     LayoutError,
     MissingBranchError,
     MissingFileError,
     MissingTreeError,
 )
+from lloca_hep.features import InputSpec
 
 from .forms import (
     _check_jagged,
@@ -53,10 +55,14 @@ class _Plan:
     constituent: dict[str, str]  # canonical component -> resolved branch/field name
     jet_fields: dict[str, str] = field(default_factory=dict)  # output name -> resolved name
     nano: dict[str, str] = field(default_factory=dict)  # role -> branch (nanoaod only)
+    features: InputSpec | None = None  # per-particle features to read (None: momenta only)
+    #: branch named by a feature source -> resolved stored name (per constituent, or per
+    #: PF candidate for NanoAOD)
+    feature_branches: dict[str, str] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         names = list(self.constituent.values()) + list(self.jet_fields.values())
-        names += list(self.nano.values())
+        names += list(self.nano.values()) + list(self.feature_branches.values())
         seen: dict[str, None] = {}
         for n in names:
             seen.setdefault(n, None)
@@ -311,6 +317,67 @@ def _resolve_components(
 
 
 def _plan(
+    tree: Any,
+    path: str,
+    tree_name: str,
+    layout: str,
+    collection: str,
+    branches: Mapping[str, str] | None,
+    jet_fields: Sequence[str] | str | None,
+    pf_collection: str,
+    features: InputSpec | None = None,
+) -> _Plan:
+    """What to read from ``tree`` for the requested layout (and ``features``)."""
+    plan = _plan_momenta(tree, path, tree_name, layout, collection, branches, jet_fields,
+                         pf_collection)
+    if features is not None and len(features):
+        plan.features = features
+        plan.feature_branches = _plan_features(tree, path, tree_name, plan.layout, features,
+                                               pf_collection)
+    return plan
+
+
+def _feature_branch(branch: str, layout: str, pf_collection: str) -> str:
+    """The stored name a feature source names: itself for flat layouts; for NanoAOD the field
+    of ``pf_collection`` (``PFCands_d0`` and ``d0`` both name ``<pf_collection>_d0``)."""
+    if layout != "nanoaod":
+        return branch
+    for prefix in ("PFCands_", f"{pf_collection}_"):
+        if branch.startswith(prefix):
+            branch = branch[len(prefix):]
+    return f"{pf_collection}_{branch}"
+
+
+def _plan_features(tree: Any, path: str, tree_name: str, layout: str, features: InputSpec,
+                   pf_collection: str) -> dict[str, str]:
+    """``{source branch: stored name}`` of every feature; a :class:`MissingBranchError` names
+    the input set, the feature and the branch the file lacks."""
+    keys = _keys(tree, path)
+    keyset = set(keys)
+    out: dict[str, str] = {}
+    unit = "event" if layout == "nanoaod" else "jet"
+    for feat in features.ordered:
+        src = feat.source(layout)
+        if src is None:
+            raise FeatureError(
+                f"{path}:{tree_name}: feature {feat.name!r} of input set {features.name!r} has "
+                f"no source for the {layout} layout (it has {sorted(feat.sources)})")
+        for branch in src.branches():
+            stored = _resolve(keyset, _feature_branch(branch, layout, pf_collection))
+            if stored is None:
+                raise MissingBranchError(
+                    f"{path}:{tree_name} has no branch "
+                    f"{_feature_branch(branch, layout, pf_collection)!r}, which feature "
+                    f"{feat.name!r} of input set {features.name!r} reads (branches in the "
+                    f"tree: {_listing(keys)}); read the file without features, or name your "
+                    "branches in a feature file")
+            out[branch] = stored
+    _check_jagged(tree, _top_form(tree), {n: f"feature {b}" for b, n in out.items()}, path,
+                  tree_name, unit, "value")
+    return out
+
+
+def _plan_momenta(
     tree: Any,
     path: str,
     tree_name: str,

@@ -14,6 +14,7 @@ from lloca_hep.errors import (
     LLoCaInputError,
     MissingFileError,
 )
+from lloca_hep.features import InputSpec, resolve_features
 
 from .layouts import (
     _ACCEPTED_BRANCH_KEYS,
@@ -162,6 +163,7 @@ class _Options:
     pf_collection: str
     entry_start: int | None
     entry_stop: int | None
+    features: InputSpec | None = None
 
 
 def _check_options(
@@ -174,6 +176,7 @@ def _check_options(
     entry_start: Any,
     entry_stop: Any,
     on_invalid: Any,
+    features: Any = None,
 ) -> _Options:
     """Validate every option up front (before a file is opened); errors are
     :class:`LLoCaInputError` subclasses naming the option, the value and what is accepted."""
@@ -196,6 +199,7 @@ def _check_options(
     return _Options(
         tree, layout, collection, checked, _check_jet_fields(jet_fields), pf_collection,
         _check_entry("entry_start", entry_start), _check_entry("entry_stop", entry_stop),
+        None if features is None else resolve_features(features),
     )
 
 

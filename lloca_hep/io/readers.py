@@ -64,13 +64,14 @@ from lloca_hep.errors import (
     CorruptFileError,
     LayoutError,
     LLoCaInputError,
-    MissingBranchError,
     MissingFileError,
 )
 
+from ..features import FeatureInput, InputSpec
 from ..preprocessing.conversion import polar_to_cartesian
 from ..preprocessing.join import IndexTableError, join_index_table
-from ..preprocessing.validation import apply_momentum_policy
+from ..preprocessing.validation import apply_feature_policy, apply_momentum_policy
+from .columns import _column, _flat
 from .discovery import (
     _open,
     _Plan,
@@ -78,6 +79,7 @@ from .discovery import (
     _select_tree,
     _split_object_path,
 )
+from .featurecolumns import _feature_sources, _flat_features, _nano_features
 from .forms import _is_rntuple
 from .options import (
     _check_options,
@@ -130,34 +132,6 @@ def _read_arrays(tree: Any, plan: _Plan, path: str, tree_name: str, start: int, 
     return arrays
 
 
-def _column(arrays: ak.Array, name: str, path: str, tree_name: str) -> ak.Array:
-    """Fetch a (possibly dotted RNTuple) column and check that it holds numbers."""
-    col: Any = arrays
-    if name in ak.fields(arrays):
-        col = arrays[name]
-    else:
-        for part in name.split("."):
-            if part not in ak.fields(col):
-                raise MissingBranchError(
-                    f"{path}:{tree_name}: reading {name!r} returned fields {ak.fields(col)}"
-                )
-            col = col[part]
-    if ak.fields(col):
-        raise MissingBranchError(
-            f"{path}:{tree_name}: {name!r} read back as records {ak.fields(col)}, not numbers "
-            "(RNTuple sub-fields are named 'record.field')"
-        )
-    return col
-
-
-def _flat(values: ak.Array, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """counts (int64) and flat numpy values of a per-entry jagged column."""
-    values = ak.to_packed(values)
-    counts = ak.to_numpy(ak.num(values, axis=1)).astype(np.int64)
-    flat = np.asarray(ak.to_numpy(ak.flatten(values, axis=1)), dtype=dtype)
-    return counts, flat
-
-
 def _build_jets(
     arrays: ak.Array,
     plan: _Plan,
@@ -170,7 +144,8 @@ def _build_jets(
     where = f"{path}:{tree_name}"
     out: dict[str, Any] = {}
     if plan.layout == "nanoaod":
-        cols, counts, entries, jet_index, jet_cols = _join_nanoaod(arrays, plan, where, start)
+        cols, counts, entries, jet_index, jet_cols, features = _join_nanoaod(
+            arrays, plan, where, start)
         out_fields = jet_cols
     else:
         comps = [_column(arrays, plan.constituent[c], path, tree_name) for c in plan.constituent]
@@ -194,6 +169,7 @@ def _build_jets(
             cols = raw
         entries = np.arange(start, start + counts.shape[0], dtype=np.int64)
         jet_index = None
+        features = _flat_features(arrays, plan, path, tree_name, start, counts)
         out_fields = {}
         for name, stored in plan.jet_fields.items():
             col = _column(arrays, stored, path, tree_name)
@@ -203,13 +179,22 @@ def _build_jets(
             return f"entry {int(entries[j])} (jet {j} of the chunk)"
         return f"entry {int(entries[j])}, jet {int(jet_index[j])} of the event (jet {j} of the chunk)"
 
-    cols, counts = apply_momentum_policy(
-        cols, counts, on_invalid,
+    if features:
+        assert plan.features is not None
+        cols, features, counts = apply_feature_policy(
+            cols, features, counts, on_invalid, where=where,
+            sources=_feature_sources(plan), describe_jet=describe_jet)
+    names = list(features)
+    all_cols, counts = apply_momentum_policy(
+        cols + [features[n] for n in names], counts, on_invalid,
         where=f"{where} (branches {', '.join(plan.constituent.values())})",
         describe_jet=describe_jet,
     )
+    cols = all_cols[:4]
+    features = dict(zip(names, all_cols[4:], strict=True))
     flat_record = ak.zip(
-        {"px": cols[0], "py": cols[1], "pz": cols[2], "E": cols[3]}, with_name="Momentum4D"
+        {"px": cols[0], "py": cols[1], "pz": cols[2], "E": cols[3], **features},
+        with_name="Momentum4D",
     )
     out["constituents"] = ak.unflatten(flat_record, counts)
     if plan.layout == "nanoaod":
@@ -271,6 +256,7 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
         ) from None
     counts = np.diff(offsets)
     cols = list(polar_to_cartesian(*(r[selection] for r in raw)))
+    features = _nano_features(arrays, plan, path, tree_name, start, pf_counts, selection)
     entries = np.repeat(np.arange(start, start + n_events, dtype=np.int64), n_jets)
     jet_index = np.arange(total_jets, dtype=np.int64) - np.repeat(jet_off[:-1], n_jets)
     jet_cols = {}
@@ -281,7 +267,7 @@ def _join_nanoaod(arrays: ak.Array, plan: _Plan, where: str, start: int):
                 f"{where}: branch {branch!r} does not have one value per {nano['jet_pt']}"
             )
         jet_cols[name] = values
-    return cols, counts, entries, jet_index, jet_cols
+    return cols, counts, entries, jet_index, jet_cols, features
 
 
 def _entry_range(num_entries: int, entry_start: int | None, entry_stop: int | None) -> tuple[int, int]:
@@ -320,6 +306,7 @@ def _open_planned(
     pf_collection: str,
     entry_start: int | None,
     entry_stop: int | None,
+    features: InputSpec | None = None,
 ) -> Iterator[_OpenTree]:
     """Open ``spelled`` (``file.root`` or ``file.root:tree``), select its tree, plan the branches
     to read and clip the entry range; the file stays open inside the ``with`` block."""
@@ -328,7 +315,8 @@ def _open_planned(
         tobj, tree_name = _select_tree(
             fobj, path, tree, layout, collection, branches, pf_collection
         )
-        plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection)
+        plan = _plan(tobj, path, tree_name, layout, collection, branches, jet_fields, pf_collection,
+                     features)
         num_entries = int(tobj.num_entries)
         start, stop = _entry_range(num_entries, entry_start, entry_stop)
         yield _OpenTree(path, tobj, tree_name, plan, num_entries, start, stop)
@@ -346,6 +334,7 @@ def read_jets(
     entry_start: int | None = None,
     entry_stop: int | None = None,
     on_invalid: str = "raise",
+    features: FeatureInput = None,
 ) -> ak.Array:
     """Read the jets of one ROOT file (TTree or RNTuple) into an awkward array.
 
@@ -368,20 +357,28 @@ def read_jets(
     entry_start, entry_stop : entry range (jets for flat layouts, events for NanoAOD);
         integers, negative ones count from the end as in Python slicing.
     on_invalid : ``"raise"`` or ``"drop"`` for NaN/inf momenta, negative energies and
-        E < |p| beyond rounding.
+        E < |p| beyond rounding, and for NaN/inf features of real constituents.
+    features : per-particle features to read (:mod:`lloca_hep.features`): a preset
+        (``"kin"``: none, ``"kinpid"``, ``"full"``), a JSON/YAML feature file, a mapping or an
+        :class:`~lloca_hep.features.InputSpec` (``tagger.inputs``). Each becomes a float32
+        field of the constituent records under its canonical name (``part_charge``, ...),
+        raw (before the tagger's transform; impact parameters in mm).
 
     Returns
     -------
-    ak.Array, one entry per jet: ``constituents`` (var * Momentum4D{px, py, pz, E}, float64,
-    GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
+    ak.Array, one entry per jet: ``constituents`` (var * Momentum4D{px, py, pz, E, features},
+    float64 GeV), jet-level and label fields, and for NanoAOD ``entry`` and ``jet_index``.
+
+    >>> jets = read_jets("jetclass.root", features="full")     # doctest: +SKIP
+    >>> jets.constituents.part_charge                         # doctest: +SKIP
     """
     o = _check_options(
         tree, layout, collection, branches, jet_fields, pf_collection, entry_start, entry_stop,
-        on_invalid,
+        on_invalid, features,
     )
     with _open_planned(
         _check_path(path), o.tree, o.layout, o.collection, o.branches, o.jet_fields,
-        o.pf_collection, o.entry_start, o.entry_stop,
+        o.pf_collection, o.entry_start, o.entry_stop, o.features,
     ) as t:
         arrays = _read_arrays(t.tobj, t.plan, t.path, t.tree_name, t.entry_start, t.entry_stop)
         return _build_jets(
@@ -426,6 +423,7 @@ def iterate_jets(
     entry_stop: int | None = None,
     on_invalid: str = "raise",
     progress: bool = False,
+    features: FeatureInput = None,
 ) -> Iterator[JetChunk]:
     """Stream jets from many files in chunks, for inputs larger than memory.
 
@@ -439,7 +437,7 @@ def iterate_jets(
     """
     o = _check_options(
         tree, layout, collection, branches, jet_fields, pf_collection, entry_start, entry_stop,
-        on_invalid,
+        on_invalid, features,
     )
     step = _check_step_size(step_size)
     files = _expand_paths(paths)
@@ -458,7 +456,7 @@ def _iterate_files(
         for spelled in files:
             with _open_planned(
                 spelled, o.tree, o.layout, o.collection, o.branches, o.jet_fields,
-                o.pf_collection, o.entry_start, o.entry_stop,
+                o.pf_collection, o.entry_start, o.entry_stop, o.features,
             ) as t:
                 if isinstance(step_size, str):
                     try:

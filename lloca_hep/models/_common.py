@@ -16,6 +16,7 @@ __all__ = [
     "ClassifierHead",
     "LocalFrameModel",
     "check_inputs",
+    "check_scalars",
     "empty_logits",
     "masked_mean",
     "pad_empty",
@@ -72,6 +73,28 @@ def pad_empty(p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch
     return p4, mask
 
 
+def check_scalars(scalars: torch.Tensor | None, mask: torch.Tensor, expected: int) -> torch.Tensor | None:
+    """``scalars (B, N, expected)`` checked (None when ``expected`` is 0; given scalars are
+    then refused), with an ``N = 0`` input padded to one slot as :func:`pad_empty` does."""
+    if expected == 0:
+        if scalars is not None and scalars.shape[-1] != 0:
+            raise ValueError(f"this model takes no per-particle scalars, got {scalars.shape[-1]}"
+                             " (build it with num_scalars=S)")
+        return None
+    if scalars is None:
+        raise ValueError(f"this model takes {expected} per-particle scalars (B, N, {expected}); "
+                         "got none")
+    if scalars.dim() != 3 or scalars.shape[-1] != expected or scalars.shape[0] != mask.shape[0]:
+        raise ValueError(f"scalars must have shape (B, N, {expected}) with B = "
+                         f"{mask.shape[0]}, got {tuple(scalars.shape)}")
+    if scalars.shape[1] == 0:
+        scalars = scalars.new_zeros(scalars.shape[0], 1, expected)
+    elif scalars.shape[1] != mask.shape[1]:
+        raise ValueError(f"scalars have {scalars.shape[1]} constituents, the mask "
+                         f"{mask.shape[1]}")
+    return scalars
+
+
 def empty_logits(num_classes: int | None, dtype: torch.dtype, device) -> torch.Tensor:
     """Logits for an empty batch: ``(0,)`` or ``(0, num_classes)``."""
     shape = (0,) if num_classes is None else (0, int(num_classes))
@@ -82,8 +105,13 @@ class LocalFrameModel(nn.Module):
     """Skeleton shared by the LLoCa taggers: frames -> embedded local features -> backbone ->
     LayerNorm -> masked mean over constituents -> :class:`ClassifierHead`.
 
-    Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
-    ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``).
+    Called as ``model(p4, mask, scalars=None)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py,
+    pz) in GeV, ``mask`` bool ``(B, N)`` and, when the config has ``num_scalars`` +
+    ``num_frames_scalars`` = S > 0, per-particle ``scalars (B, N, S)`` (float32 or float64):
+    the first ``num_scalars`` are Lorentz scalars (charge, particle ID, ...) fed to the frames
+    net and, next to the local features, to the backbone; the last ``num_frames_scalars`` are
+    non-invariant and feed the frames net only. Returns logits ``(B,)`` (or
+    ``(B, num_classes)``).
 
     A subclass calls ``super().__init__(config)`` with its full constructor keyword arguments
     (which must include ``frames``, ``symmetry_breaking``, ``hidden``, ``frames_hidden``,
@@ -108,8 +136,19 @@ class LocalFrameModel(nn.Module):
             frames_key_dim=config["frames_key_dim"],
             random_max_rapidity=config["random_max_rapidity"],
             random_max_angle=math.pi,
+            num_scalars=self.num_scalars + self.num_frames_scalars,
         )
-        self.embed = nn.Linear(NUM_LOCAL_FEATURES, config["hidden"])
+        self.embed = nn.Linear(NUM_LOCAL_FEATURES + self.num_scalars, config["hidden"])
+
+    @property
+    def num_scalars(self) -> int:
+        """Invariant per-particle scalars (backbone and frames net)."""
+        return int(self._config.get("num_scalars", 0))
+
+    @property
+    def num_frames_scalars(self) -> int:
+        """Non-invariant per-particle scalars (frames net only)."""
+        return int(self._config.get("num_frames_scalars", 0))
 
     def _add_head(self, hidden: int, num_classes: int | None) -> None:
         """Register the final LayerNorm and the classifier head (after the backbone)."""
@@ -127,13 +166,21 @@ class LocalFrameModel(nn.Module):
         """The model-specific layers: ``h (B, N, hidden)`` -> ``(B, N, hidden)`` in ``dtype``."""
         raise NotImplementedError
 
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor,
+                scalars: torch.Tensor | None = None) -> torch.Tensor:
         check_inputs(p4, mask)
+        n_inv = self.num_scalars
+        scalars = check_scalars(scalars, mask, n_inv + self.num_frames_scalars)
         dtype = self.embed.weight.dtype
         if p4.shape[0] == 0:
             return empty_logits(self.head.num_classes, dtype, p4.device)
         p4, mask = pad_empty(p4, mask)
-        lf = self.frame_choice(p4, mask)
-        h = self.embed(local_features(lf, mask).to(dtype))
+        lf = self.frame_choice(p4, mask, scalars)
+        x = local_features(lf, mask)
+        if n_inv:
+            assert scalars is not None
+            inv = scalars[..., :n_inv].to(x.dtype) * mask[..., None].to(x.dtype)
+            x = torch.cat([x, inv], dim=-1)
+        h = self.embed(x.to(dtype))
         h = self.backbone(h, lf, mask, dtype)
         return self.head(masked_mean(self.norm(h), mask))

@@ -18,12 +18,16 @@ __all__ = ["JetMassTagger"]
 class JetMassTagger(nn.Module):
     """Jet mass alone: ``log(M / 100 GeV)`` -> small MLP -> logits ``(B,)`` / ``(B, C)``.
 
-    Lorentz invariant by construction (the jet mass is computed in float64).
+    Lorentz invariant by construction (the jet mass is computed in float64). Per-particle
+    ``scalars`` are accepted and ignored (the jet mass alone is the point of this baseline).
     """
 
-    def __init__(self, num_classes: int | None = None, hidden: int = 16):
+    def __init__(self, num_classes: int | None = None, hidden: int = 16, num_scalars: int = 0,
+                 num_frames_scalars: int = 0):
         super().__init__()
-        self._config: dict[str, Any] = dict(num_classes=num_classes, hidden=hidden)
+        self._config: dict[str, Any] = dict(num_classes=num_classes, hidden=hidden,
+                                            num_scalars=num_scalars,
+                                            num_frames_scalars=num_frames_scalars)
         self.num_classes = num_classes
         out = 1 if num_classes is None else int(num_classes)
         self.net = nn.Sequential(
@@ -39,7 +43,8 @@ class JetMassTagger(nn.Module):
         """JSON-serialisable constructor keyword arguments."""
         return dict(self._config)
 
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor,
+                scalars: torch.Tensor | None = None) -> torch.Tensor:
         check_inputs(p4, mask)
         jet = jet_momentum(p4.to(torch.float64), mask)
         m = torch.sqrt(minkowski(jet, jet).clamp_min(0)).clamp_min(MIN_JET_SCALE_GEV)

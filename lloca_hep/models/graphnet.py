@@ -15,8 +15,10 @@ __all__ = ["LLoCaGraphNet"]
 class LLoCaGraphNet(LocalFrameModel):
     """Lorentz-equivariant graph network (EdgeConv-like) with messages mapped by ``L_i L_j^{-1}``.
 
-    Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
-    ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``).
+    Called as ``model(p4, mask, scalars=None)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py,
+    pz) in GeV, ``mask`` bool ``(B, N)`` and optional per-particle ``scalars (B, N, S)`` (see
+    :class:`~lloca_hep.models._common.LocalFrameModel`); returns logits ``(B,)`` (or
+    ``(B, num_classes)``).
 
     Args:
         frames, symmetry_breaking, num_classes: as for
@@ -24,6 +26,8 @@ class LLoCaGraphNet(LocalFrameModel):
         hidden: width; layers: message-passing layers; neighbours: k of the kNN graph (chosen with
             a Lorentz-invariant distance, in float64); num_vectors: vector channels per message.
         frames_hidden, frames_key_dim, random_max_rapidity: frames-net size / random-frame range.
+        num_scalars: invariant per-particle scalars (backbone + frames net);
+        num_frames_scalars: non-invariant ones (frames net only).
     """
 
     def __init__(
@@ -38,6 +42,8 @@ class LLoCaGraphNet(LocalFrameModel):
         frames_hidden: int = 32,
         frames_key_dim: int = 8,
         random_max_rapidity: float = 1.0,
+        num_scalars: int = 0,
+        num_frames_scalars: int = 0,
     ):
         super().__init__(
             dict(
@@ -51,6 +57,8 @@ class LLoCaGraphNet(LocalFrameModel):
                 frames_hidden=frames_hidden,
                 frames_key_dim=frames_key_dim,
                 random_max_rapidity=random_max_rapidity,
+                num_scalars=num_scalars,
+                num_frames_scalars=num_frames_scalars,
             )
         )
         self.neighbours = neighbours

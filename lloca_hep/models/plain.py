@@ -29,7 +29,14 @@ from torch.nn.functional import scaled_dot_product_attention
 
 from ..core.attention import key_padding_mask
 from ..core.restframe import jet_momentum
-from ._common import ClassifierHead, check_inputs, empty_logits, masked_mean, pad_empty
+from ._common import (
+    ClassifierHead,
+    check_inputs,
+    check_scalars,
+    empty_logits,
+    masked_mean,
+    pad_empty,
+)
 
 __all__ = [
     "ENERGY_FEATURES",
@@ -142,8 +149,8 @@ class PlainBlock(nn.Module):
 class PlainJetTransformer(nn.Module):
     """Non-equivariant transformer on jet-relative constituent features (a standard baseline).
 
-    Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
-    ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``). The features
+    Called as ``model(p4, mask, scalars=None)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py,
+    pz) in GeV, ``mask`` bool ``(B, N)`` and optional ``scalars (B, N, S)``; returns logits ``(B,)`` (or ``(B, num_classes)``). The features
     (:func:`jet_relative_features`) are computed in float64, the network runs in the dtype of its
     parameters.
 
@@ -154,6 +161,8 @@ class PlainJetTransformer(nn.Module):
         energy_features: include ``log E`` and ``log(E / E_jet)`` (then the model is invariant
             under rotations about the beam axis only; without them also under longitudinal
             boosts).
+        num_scalars, num_frames_scalars: per-particle scalars ``(B, N, S)`` appended to the
+            features (both kinds alike: this network has no frames).
     """
 
     def __init__(
@@ -164,6 +173,8 @@ class PlainJetTransformer(nn.Module):
         heads: int = 4,
         mlp_ratio: int = 2,
         energy_features: bool = True,
+        num_scalars: int = 0,
+        num_frames_scalars: int = 0,
     ):
         super().__init__()
         self._config: dict[str, Any] = dict(
@@ -173,10 +184,13 @@ class PlainJetTransformer(nn.Module):
             heads=heads,
             mlp_ratio=mlp_ratio,
             energy_features=energy_features,
+            num_scalars=num_scalars,
+            num_frames_scalars=num_frames_scalars,
         )
         self.energy_features = bool(energy_features)
+        self.n_scalars = int(num_scalars) + int(num_frames_scalars)
         n_features = len(FEATURE_NAMES) - (0 if self.energy_features else len(ENERGY_FEATURES))
-        self.embed = nn.Linear(n_features, hidden)
+        self.embed = nn.Linear(n_features + self.n_scalars, hidden)
         self.blocks = nn.ModuleList(PlainBlock(hidden, heads, mlp_ratio) for _ in range(blocks))
         self.norm = nn.LayerNorm(hidden)
         self.head = ClassifierHead(hidden, num_classes)
@@ -186,13 +200,18 @@ class PlainJetTransformer(nn.Module):
         """JSON-serialisable constructor keyword arguments."""
         return dict(self._config)
 
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor,
+                scalars: torch.Tensor | None = None) -> torch.Tensor:
         check_inputs(p4, mask)
+        scalars = check_scalars(scalars, mask, self.n_scalars)
         dtype = self.embed.weight.dtype
         if p4.shape[0] == 0:
             return empty_logits(self.head.num_classes, dtype, p4.device)
         p4, mask = pad_empty(p4, mask)
-        h = self.embed(jet_relative_features(p4, mask, self.energy_features).to(dtype))
+        x = jet_relative_features(p4, mask, self.energy_features)
+        if scalars is not None:
+            x = torch.cat([x, scalars.to(x.dtype) * mask[..., None].to(x.dtype)], dim=-1)
+        h = self.embed(x.to(dtype))
         attn_mask = key_padding_mask(mask)
         for block in self.blocks:
             h = block(h, attn_mask)

@@ -34,8 +34,10 @@ class TransformerBlock(nn.Module):
 class LLoCaTransformer(LocalFrameModel):
     """Lorentz-equivariant jet tagger: local frames + transformer with tensorial attention.
 
-    Called as ``model(p4, mask)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py, pz) in GeV and
-    ``mask`` bool ``(B, N)``; returns logits ``(B,)`` (or ``(B, num_classes)``).
+    Called as ``model(p4, mask, scalars=None)`` with ``p4`` float64 ``(B, N, 4)`` (E, px, py,
+    pz) in GeV, ``mask`` bool ``(B, N)`` and optional per-particle ``scalars (B, N, S)`` (see
+    :class:`~lloca_hep.models._common.LocalFrameModel`); returns logits ``(B,)`` (or
+    ``(B, num_classes)``).
 
     The frames (float64) are computed by :class:`lloca_hep.core.framechoices.FrameChoice`; the
     backbone runs in the dtype of its parameters (float32 by default, ``model.double()`` for
@@ -50,6 +52,8 @@ class LLoCaTransformer(LocalFrameModel):
         hidden: backbone width; blocks: number of transformer blocks; heads: attention heads;
         head_reps: tensor representation of one head; mlp_ratio: MLP expansion.
         frames_hidden, frames_key_dim: frames-net size; random_max_rapidity: random-frame range.
+        num_scalars: invariant per-particle scalars (backbone + frames net);
+        num_frames_scalars: non-invariant ones (frames net only).
     """
 
     def __init__(
@@ -65,6 +69,8 @@ class LLoCaTransformer(LocalFrameModel):
         frames_hidden: int = 32,
         frames_key_dim: int = 8,
         random_max_rapidity: float = 1.0,
+        num_scalars: int = 0,
+        num_frames_scalars: int = 0,
     ):
         super().__init__(
             dict(
@@ -79,6 +85,8 @@ class LLoCaTransformer(LocalFrameModel):
                 frames_hidden=frames_hidden,
                 frames_key_dim=frames_key_dim,
                 random_max_rapidity=random_max_rapidity,
+                num_scalars=num_scalars,
+                num_frames_scalars=num_frames_scalars,
             )
         )
         self.blocks = nn.ModuleList(

@@ -177,7 +177,8 @@ def join_indexed_constituents(
     mass: np.ndarray,
     *,
     what: str = "jets",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return_selection: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Join per-event candidates onto jets through an index table (PFNano layout).
 
     Parameters (all 1-d numpy, flattened over events)
@@ -190,7 +191,9 @@ def join_indexed_constituents(
         ``(sum(cand_counts),)`` candidate kinematics (GeV, rad).
 
     Returns ``(offsets, px, py, pz, E)``: int64 ``(n_jets + 1,)`` jet offsets and float64
-    Cartesian momenta in GeV of the joined constituents, jets in event order.
+    Cartesian momenta in GeV of the joined constituents, jets in event order; with
+    ``return_selection`` also the flat candidate index of every constituent (to gather other
+    candidate columns, e.g. features, in the same order).
     Raises ``ValueError`` naming the event and row of an out-of-range index.
     """
     jet_counts = flat_column(f"{what} counts", jet_counts, np.int64)
@@ -220,4 +223,6 @@ def join_indexed_constituents(
             f"{bad.jets_in_event} {what} and {bad.candidates_in_event} candidates"
         ) from None
     px, py, pz, energy = polar_to_cartesian(*(c[selection] for c in cols))
+    if return_selection:
+        return offsets, px, py, pz, energy, selection
     return offsets, px, py, pz, energy

@@ -155,6 +155,51 @@ def pad_kernel(
 
 
 @njit(cache=True, nogil=True)
+def pad_with_scalars_kernel(
+    offsets, px, py, pz, energy, scalars, sort_by_pt, scratch, order, order_tmp, key_tmp, out,
+    out_scalars, mask, n_constituents,
+):
+    """:func:`pad_kernel` that also pads per-particle scalars in the same pass.
+
+    ``scalars``: float32 ``(n_total, S)``, one row per constituent (the same order as the
+    momenta); ``out_scalars``: float32 ``(n_jets, N, S)``, filled with the rows of the kept
+    constituents in the order of ``out`` (zeros in padded slots). Other arguments as for
+    :func:`pad_kernel`.
+    """
+    n_jets = offsets.shape[0] - 1
+    n_max = out.shape[1]
+    n_s = scalars.shape[1]
+    for i in range(n_jets):
+        start = offsets[i]
+        n = offsets[i + 1] - start
+        n_constituents[i] = n
+        m = min(n, n_max)
+        sort = n > 1 and (sort_by_pt == SORT_ALWAYS or (sort_by_pt == SORT_WHEN_TRUNCATING and n > n_max))
+        if sort:
+            for k in range(n):
+                j = start + k
+                scratch[k] = -(px[j] * px[j] + py[j] * py[j])
+            _stable_argsort(scratch, n, order, order_tmp, key_tmp)
+        for k in range(m):
+            j = start + (order[k] if sort else k)
+            out[i, k, 0] = energy[j]
+            out[i, k, 1] = px[j]
+            out[i, k, 2] = py[j]
+            out[i, k, 3] = pz[j]
+            for s in range(n_s):
+                out_scalars[i, k, s] = scalars[j, s]
+            mask[i, k] = True
+        for k in range(m, n_max):
+            out[i, k, 0] = 0.0
+            out[i, k, 1] = 0.0
+            out[i, k, 2] = 0.0
+            out[i, k, 3] = 0.0
+            for s in range(n_s):
+                out_scalars[i, k, s] = 0.0
+            mask[i, k] = False
+
+
+@njit(cache=True, nogil=True)
 def argsort_pt_kernel(offsets, px, py, scratch, order, order_tmp, key_tmp, out):
     """Global permutation that sorts constituents by descending pT inside each jet.
 

@@ -14,6 +14,7 @@ holds. The tagger is expected to return NaN for them.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,9 @@ class PaddedJets:
     p4: np.ndarray
     mask: np.ndarray
     n_constituents: np.ndarray
+    #: float32 ``(n_jets, N, S)`` per-particle scalars in the order of ``p4`` (zeros in padded
+    #: slots), or None when no scalars were given.
+    scalars: np.ndarray | None = None
 
     @property
     def n_jets(self) -> int:
@@ -116,6 +120,7 @@ def pad_flat(
     out: np.ndarray | None = None,
     mask_out: np.ndarray | None = None,
     warn_empty: bool = True,
+    scalars: npt.ArrayLike | None = None,
     _stacklevel: int = 2,
 ) -> PaddedJets:
     """Pad flat constituent columns to ``(n_jets, max_constituents, 4)``.
@@ -137,11 +142,14 @@ def pad_flat(
         accept float32 momenta) and bool ``(n_jets, N)`` buffers, reused to avoid page faults
         when padding many batches.
     warn_empty : emit :class:`EmptyJetsWarning` when some jets have no constituents.
+    scalars : optional float ``(n_total, S)`` per-particle scalars (one row per constituent,
+        the rows of the columns' order), padded in the same pass as the momenta into
+        ``PaddedJets.scalars`` float32 ``(n_jets, N, S)``.
 
     Returns
     -------
-    PaddedJets with float64 ``p4`` (or ``out``'s dtype), bool ``mask`` and int64
-    ``n_constituents`` (before truncation).
+    PaddedJets with float64 ``p4`` (or ``out``'s dtype), bool ``mask``, int64
+    ``n_constituents`` (before truncation) and ``scalars`` (None without ``scalars``).
     """
     if (offsets is None) == (counts is None):
         raise ValueError("give exactly one of offsets or counts")
@@ -187,11 +195,24 @@ def pad_flat(
     order = np.empty(max(longest, 1), dtype=np.int64)
     order_tmp = np.empty_like(order)
     key_tmp = np.empty_like(scratch)
-    kernels.pad_kernel(
-        offsets_arr, columns[0], columns[1], columns[2], columns[3], _sort_mode(sort_by_pt),
-        scratch, order, order_tmp, key_tmp, out, mask_out, n_constituents,
-    )
-    padded = PaddedJets(p4=out, mask=mask_out, n_constituents=n_constituents)
+    if scalars is None:
+        kernels.pad_kernel(
+            offsets_arr, columns[0], columns[1], columns[2], columns[3], _sort_mode(sort_by_pt),
+            scratch, order, order_tmp, key_tmp, out, mask_out, n_constituents,
+        )
+        padded_scalars = None
+    else:
+        rows = np.ascontiguousarray(np.asarray(scalars), dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[0] != n_total:
+            raise ValueError(f"scalars must have shape ({n_total}, S), got {rows.shape}")
+        padded_scalars = np.empty((n_jets, n_max, rows.shape[1]), dtype=np.float32)
+        kernels.pad_with_scalars_kernel(
+            offsets_arr, columns[0], columns[1], columns[2], columns[3], rows,
+            _sort_mode(sort_by_pt), scratch, order, order_tmp, key_tmp, out, padded_scalars,
+            mask_out, n_constituents,
+        )
+    padded = PaddedJets(p4=out, mask=mask_out, n_constituents=n_constituents,
+                        scalars=padded_scalars)
     if warn_empty:
         n_empty = padded.n_empty
         if n_empty:
@@ -249,6 +270,7 @@ def pad_jets(
     sort_by_pt: bool | str = True,
     *,
     warn_empty: bool = True,
+    scalars: Sequence[str] | None = None,
 ) -> PaddedJets:
     """Pad an awkward array of jets' constituents to ``(n_jets, max_constituents, 4)``.
 
@@ -269,6 +291,12 @@ def pad_jets(
         _component(constituents, ("pz",)),
         _component(constituents, _ENERGY_NAMES),
     ]
+    names = list(scalars or ())
+    missing = [n for n in names if n not in ak.fields(constituents)]
+    if missing:
+        raise KeyError(f"constituents lack the field(s) {missing} (fields: "
+                       f"{ak.fields(constituents)})")
+    comps += [constituents[n] for n in names]
     fast = _direct_columns(comps)
     if fast is not None:
         offsets, columns = fast
@@ -281,6 +309,7 @@ def pad_jets(
             max_constituents=max_constituents,
             sort_by_pt=sort_by_pt,
             warn_empty=warn_empty,
+            scalars=_stack(columns[4:]) if names else None,
             _stacklevel=3,
         )
     # Drop constituents missing in any component consistently: apply one shared mask.
@@ -295,7 +324,8 @@ def pad_jets(
     counts = flat[0][0]
     for c, _ in flat[1:]:
         if not np.array_equal(c, counts):
-            raise ValueError("px, py, pz and E have different numbers of constituents per jet")
+            raise ValueError("px, py, pz, E (and the scalars) have different numbers of "
+                             "constituents per jet")
     return pad_flat(
         None,
         flat[0][1],
@@ -306,8 +336,17 @@ def pad_jets(
         sort_by_pt=sort_by_pt,
         counts=counts,
         warn_empty=warn_empty,
+        scalars=_stack([f[1] for f in flat[4:]]) if names else None,
         _stacklevel=3,
     )
+
+
+def _stack(columns: list[np.ndarray]) -> np.ndarray:
+    """float32 ``(n_total, S)`` rows from flat per-constituent columns of equal length."""
+    out = np.empty((columns[0].shape[0], len(columns)), dtype=np.float32)
+    for k, col in enumerate(columns):
+        out[:, k] = col
+    return out
 
 
 def _direct_columns(comps: list[ak.Array]) -> tuple[np.ndarray, list[np.ndarray]] | None:

@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lloca_hep.errors import InvalidConstituentsWarning, InvalidMomentumError
+from lloca_hep.errors import InvalidConstituentsWarning, InvalidFeatureError, InvalidMomentumError
 
 from . import kernels
 
 __all__ = ["MOMENTUM_ABS_TOL", "MOMENTUM_PROBLEMS", "ON_INVALID", "SPACELIKE_REL_TOL",
-           "apply_momentum_policy", "momentum_flags"]
+           "apply_feature_policy", "apply_momentum_policy", "momentum_flags"]
 
 #: A constituent is space-like "beyond rounding" when |p| - E > this * |p| + ABS tolerance.
 #: float32 storage rounds each component by ~6e-8 relative; pt/eta/phi/mass conversions and
@@ -64,7 +64,9 @@ def apply_momentum_policy(
     remedy: str = "Pass on_invalid='drop' to drop them with a counted warning.",
     stacklevel: int = 4,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Check ``cols`` = float64 ``[px, py, pz, E]`` (flat, jets given by ``counts`` (n_jets,)).
+    """Check ``cols`` = float64 ``[px, py, pz, E, *extra]`` (flat, jets given by ``counts``
+    (n_jets,)); only the first four (the momenta) are checked, columns after them (per-particle
+    features) are carried along, so that dropping keeps them aligned.
 
     Returns ``(cols, counts)`` unchanged when every constituent is valid, else raises
     (``"raise"``; the message starts with ``where``, names the jet through ``describe_jet(j)``,
@@ -73,7 +75,7 @@ def apply_momentum_policy(
     """
     if on_invalid not in ON_INVALID:
         raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
-    px, py, pz, energy = cols
+    px, py, pz, energy = cols[:4]
     flags, n_bad = momentum_flags(px, py, pz, energy)
     if n_bad == 0:
         return cols, counts
@@ -101,3 +103,49 @@ def apply_momentum_policy(
         stacklevel=stacklevel,
     )
     return [c[keep] for c in cols], new_counts
+
+
+def apply_feature_policy(
+    momenta: list[np.ndarray],
+    features: dict[str, np.ndarray],
+    counts: np.ndarray,
+    on_invalid: str,
+    *,
+    where: str,
+    sources: dict[str, str],
+    describe_jet: Callable[[int], str] = _jet_of_chunk,
+    remedy: str = "Pass on_invalid='drop' to drop them with a counted warning.",
+    stacklevel: int = 4,
+) -> tuple[list[np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """The invalid-input policy for per-particle features: NaN/inf raise
+    :class:`~lloca_hep.errors.InvalidFeatureError` (naming ``where``, the branch from
+    ``sources[name]``, the jet and the constituent) or, with ``"drop"``, remove those
+    constituents from ``momenta`` and ``features`` with one counted warning."""
+    from lloca_hep.features import feature_problems
+
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    bad, per_feature = feature_problems(features)
+    if not per_feature:
+        return momenta, features, counts
+    jet_of = np.repeat(np.arange(counts.shape[0]), counts)
+    n_bad = int(bad.sum())
+    n_bad_jets = int(np.unique(jet_of[bad]).size)
+    summary = ", ".join(f"{n} in {name} (branch {sources.get(name, name)})"
+                        for name, n in per_feature.items())
+    if on_invalid == "raise":
+        first = int(np.flatnonzero(bad)[0])
+        j = int(jet_of[first])
+        k = first - int(counts[:j].sum())
+        name = next(n for n, c in features.items() if not np.isfinite(c[first]))
+        raise InvalidFeatureError(
+            f"{where}: branch {sources.get(name, name)!r} (feature {name}): {describe_jet(j)}, "
+            f"constituent {k}: value {features[name][first]!r} is NaN or infinite. In total "
+            f"{n_bad} constituents in {n_bad_jets} jets are affected ({summary}). {remedy}")
+    keep = ~bad
+    new_counts = np.bincount(jet_of[keep], minlength=counts.shape[0]).astype(np.int64)
+    warnings.warn(
+        f"{where}: dropped {n_bad} constituents with NaN/inf features ({summary}) from "
+        f"{n_bad_jets} jets; {int(np.count_nonzero((new_counts == 0) & (counts > 0)))} jets "
+        "became empty", InvalidConstituentsWarning, stacklevel=stacklevel)
+    return ([c[keep] for c in momenta], {n: c[keep] for n, c in features.items()}, new_counts)

@@ -29,6 +29,7 @@ from .format import (
     EXPORTED_SUFFIX,
     FORMAT_NAME,
     FORMAT_VERSION,
+    FORMAT_VERSION_V1,
     MAX_CONSTITUENTS_LIMIT,
     TaggerFileError,
     atomic_torch_save,
@@ -38,7 +39,13 @@ from .format import (
 )
 from .format import parse_payload as _parse_header  # noqa: F401 (old private name)
 from .format import read_payload as _read_payload  # noqa: F401 (old private name)
-from .loading import DEFAULT_TAGGER_RESOURCE, load_tagger, read_tagger_header
+from .loading import (
+    DEFAULT_TAGGER_RESOURCE,
+    SHIPPED_TAGGERS,
+    load_tagger,
+    read_tagger_header,
+    shipped_name,
+)
 from .loading import _shipped_path as _shipped_path
 from .scoring import (
     DEFAULT_BATCH_SIZE,
@@ -58,8 +65,10 @@ __all__ = [
     "EXPORTED_SUFFIX",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "FORMAT_VERSION_V1",
     "HEADER_FILE",
     "MAX_CONSTITUENTS_LIMIT",
+    "SHIPPED_TAGGERS",
     "EmptyJetWarning",
     "ExportedTagger",
     "NonFiniteScoreWarning",
@@ -73,6 +82,7 @@ __all__ = [
     "read_exported_header",
     "read_tagger_header",
     "resolve_device",
+    "shipped_name",
     "validate_header",
     "write_tagger_file",
 ]

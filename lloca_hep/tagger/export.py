@@ -39,7 +39,13 @@ import torch
 from lloca_hep._files import atomic_output
 
 from . import safeload as _safeload
-from .format import EXPORTED_SUFFIX, TaggerFileError, check_finite_weights, validate_header
+from .format import (
+    EXPORTED_SUFFIX,
+    TaggerFileError,
+    check_finite_weights,
+    header_inputs,
+    validate_header,
+)
 from .scoring import DEFAULT_BATCH_SIZE, Tagger, resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,8 +108,11 @@ class _ExportedModule(torch.nn.Module):
     def config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self._call(p4, mask)
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor,
+                scalars: torch.Tensor | None = None) -> torch.Tensor:
+        if scalars is None:
+            return self._call(p4, mask)
+        return self._call(p4, mask, scalars)
 
 
 class ExportedTagger(Tagger):
@@ -128,6 +137,7 @@ class ExportedTagger(Tagger):
 
             program = move_to_device_pass(program, dev)
         preprocessing = header.get("preprocessing") or {}
+        inputs, classes = header_inputs(Path(source or "exported tagger"), header)
         super().__init__(
             _ExportedModule(program, header.get("config") or {}),
             header["model_name"],
@@ -136,6 +146,8 @@ class ExportedTagger(Tagger):
             device=dev,
             batch_size=batch_size,
             sort_by_pt=bool(preprocessing.get("sort_by_pt", True)),
+            inputs=inputs,
+            classes=classes,
         )
         self.export_info: dict[str, Any] = dict(header.get("export") or {})
         self.source = source
@@ -203,18 +215,30 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
     was_training = model.training
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to("cpu").eval()
+    n_scalars = len(tagger.inputs)
+
+    def example(batch: int, n: int) -> tuple[torch.Tensor, ...]:
+        p4, mask = _example_inputs(batch, n)
+        if not n_scalars:
+            return p4, mask
+        gen = torch.Generator().manual_seed(EXAMPLE_SEED + 1)
+        return p4, mask, torch.randn(batch, n, n_scalars, generator=gen)
+
     try:
-        p4, mask = _example_inputs(EXAMPLE_BATCH, EXAMPLE_CONSTITUENTS)
+        args = example(EXAMPLE_BATCH, EXAMPLE_CONSTITUENTS)
         batch = Dim("batch", min=1)
         constituents = Dim("constituents", min=1)
-        dynamic = {"p4": {0: batch, 1: constituents}, "mask": {0: batch, 1: constituents}}
+        dynamic: dict[str, Any] = {"p4": {0: batch, 1: constituents},
+                                   "mask": {0: batch, 1: constituents}}
+        if n_scalars:
+            dynamic["scalars"] = {0: batch, 1: constituents}
         with torch.no_grad():
             # one eager pass first: module-level caches (if any) then hold real tensors, not
             # the fake tensors of the trace
-            model(p4, mask)
+            model(*args)
         try:
             with torch.no_grad():
-                program = torch.export.export(model, (p4, mask), dynamic_shapes=dynamic)
+                program = torch.export.export(model, args, dynamic_shapes=dynamic)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RuntimeError(
@@ -225,10 +249,10 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
         if check:
             exported = program.module()
             for shape in ((EXAMPLE_BATCH, EXAMPLE_CONSTITUENTS), (EXAMPLE_BATCH + 2, 2 * EXAMPLE_CONSTITUENTS + 1)):
-                x, m = _example_inputs(*shape)
+                xs = example(*shape)
                 with torch.no_grad():
-                    want = model(x, m)
-                    got = exported(x, m)
+                    want = model(*xs)
+                    got = exported(*xs)
                 if not torch.allclose(got, want, rtol=CHECK_RTOL, atol=CHECK_ATOL):
                     raise RuntimeError(
                         f"torch.export changed the model's output on a {shape} batch (max "
@@ -239,8 +263,9 @@ def export_tagger(tagger: Tagger, path: str | os.PathLike[str], *, check: bool =
     header = tagger.header()
     header["export"] = {
         "torch_version": torch.__version__,
-        "dynamic_dims": {"p4": ["batch", "constituents"], "mask": ["batch", "constituents"]},
-        "input_dtypes": {"p4": "float64", "mask": "bool"},
+        "dynamic_dims": {k: ["batch", "constituents"] for k in dynamic},
+        "input_dtypes": {"p4": "float64", "mask": "bool",
+                         **({"scalars": "float32"} if n_scalars else {})},
     }
     _save_program(program, header, path)
     log.info("exported %r to %s", tagger, path)

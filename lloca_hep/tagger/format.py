@@ -31,15 +31,20 @@ from typing import Any
 import torch
 
 from lloca_hep._files import atomic_output
+from lloca_hep.errors import FeatureError
+from lloca_hep.features import InputSpec
 
 __all__ = [
     "EXPORTED_SUFFIX",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "FORMAT_VERSION_V1",
+    "MAX_CLASSES",
     "MAX_CONSTITUENTS_LIMIT",
     "TaggerFileError",
     "atomic_torch_save",
     "check_finite_weights",
+    "header_inputs",
     "parse_payload",
     "read_payload",
     "validate_header",
@@ -47,7 +52,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "lloca-hep-tagger"
-FORMAT_VERSION = 1
+#: Version 2 adds ``inputs`` (the per-particle features, :class:`lloca_hep.features.InputSpec`
+#: JSON) and ``classes``; taggers without features and with two classes are still written as
+#: version 1, which older lloca-hep reads.
+FORMAT_VERSION = 2
+FORMAT_VERSION_V1 = 1
 #: Suffix of ``torch.export`` archives, loaded through :mod:`lloca_hep.tagger.export`.
 EXPORTED_SUFFIX = ".pt2"
 _HEADER_KEYS = ("format", "format_version", "model_name", "config", "max_constituents")
@@ -55,6 +64,8 @@ _HEADER_KEYS = ("format", "format_version", "model_name", "config", "max_constit
 #: constituents; a file asking for more is damaged or hostile (padding 10**12 constituents
 #: would exhaust memory), so :func:`validate_header` and :class:`Tagger` refuse it.
 MAX_CONSTITUENTS_LIMIT = 4096
+#: Most classes a tagger file may name.
+MAX_CLASSES = 1000
 
 
 class TaggerFileError(ValueError):
@@ -172,9 +183,15 @@ def validate_header(path: str | os.PathLike[str], raw: Any, *,
             f"max_constituents {n} is above the limit of {MAX_CONSTITUENTS_LIMIT} "
             "(lloca_hep.tagger.MAX_CONSTITUENTS_LIMIT); no jet has that many constituents",
         )
-    for key in ("preprocessing", "metadata"):
+    for key in ("preprocessing", "metadata", "inputs"):
         if header.get(key) is not None and not isinstance(header[key], dict):
             raise TaggerFileError(path, f"{where} entry {key!r} is not a JSON object")
+    classes = header.get("classes")
+    if classes is not None and (
+            not isinstance(classes, list) or len(classes) < 2 or len(classes) > MAX_CLASSES
+            or not all(isinstance(c, str) and c.isidentifier() for c in classes)):
+        raise TaggerFileError(path, f"{where} entry 'classes' must be a list of 2 to "
+                              f"{MAX_CLASSES} class names (identifiers), got {classes!r}")
     return header
 
 
@@ -210,3 +227,12 @@ def parse_payload(path: Path, payload: Mapping[str, Any]) -> dict[str, Any]:
     return header
 
 
+def header_inputs(path: str | os.PathLike[str], header: Mapping[str, Any]) -> tuple[InputSpec | None, Any]:
+    """The input set and class names of a checked header (TaggerFileError when malformed)."""
+    inputs = None
+    if header.get("inputs") is not None:
+        try:
+            inputs = InputSpec.from_json(header["inputs"], "header entry 'inputs'")
+        except FeatureError as exc:
+            raise TaggerFileError(path, str(exc)) from exc
+    return inputs, header.get("classes")

@@ -15,14 +15,23 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .format import FORMAT_NAME, FORMAT_VERSION, MAX_CONSTITUENTS_LIMIT, write_tagger_file
+from lloca_hep.errors import FeatureError
+from lloca_hep.features import InputSpec, preset
+
+from .format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    FORMAT_VERSION_V1,
+    MAX_CONSTITUENTS_LIMIT,
+    write_tagger_file,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -38,6 +47,8 @@ DEFAULT_BATCH_SIZE = 512
 #: Devices :func:`resolve_device` accepts, as told to the user.
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
+#: Class names of a binary tagger without its own: background, then signal (column 1).
+DEFAULT_BINARY_CLASSES = ("background", "signal")
 
 
 class _JetCount(Warning):
@@ -121,6 +132,18 @@ class Tagger:
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` (CUDA when available) or a torch device.
     batch_size:
         Jets per forward pass in :meth:`score` and :meth:`score_padded`.
+    inputs:
+        The per-particle features the model reads (:class:`lloca_hep.features.InputSpec`;
+        None: the four-momenta only, preset ``kin``). Their count must match the model's
+        ``num_scalars`` (+ ``num_frames_scalars``).
+    classes:
+        Names of the output classes (the model's ``num_classes`` of them for a multi-class
+        tagger; for a binary tagger two names, background then signal). None: ``background,
+        signal`` for binary taggers, ``class0 ...`` otherwise.
+
+    A binary tagger (logits ``(B,)``, or two classes) scores one float32 signal probability
+    per jet; a multi-class tagger (``num_classes`` > 2) scores ``(n_jets, C)`` probabilities
+    whose columns :attr:`class_names` names.
     """
 
     def __init__(
@@ -133,6 +156,8 @@ class Tagger:
         device: str | torch.device | None = "cpu",
         batch_size: int = DEFAULT_BATCH_SIZE,
         sort_by_pt: bool = True,
+        inputs: InputSpec | None = None,
+        classes: Sequence[str] | None = None,
     ) -> None:
         if int(max_constituents) < 1:
             raise ValueError(f"max_constituents must be >= 1, got {max_constituents}")
@@ -150,6 +175,28 @@ class Tagger:
         self.sort_by_pt = bool(sort_by_pt)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.inputs: InputSpec = preset("kin") if inputs is None else inputs
+        config = self.config
+        n_model = int(config.get("num_scalars", 0) or 0) + int(
+            config.get("num_frames_scalars", 0) or 0)
+        if config and n_model != len(self.inputs):
+            raise ValueError(
+                f"the model reads {n_model} per-particle scalars but the input set "
+                f"{self.inputs.name!r} has {len(self.inputs)} features")
+        if config and int(config.get("num_scalars", 0) or 0) != self.inputs.num_invariant:
+            raise ValueError(
+                f"the model takes {config.get('num_scalars', 0)} invariant scalars but the "
+                f"input set {self.inputs.name!r} has {self.inputs.num_invariant}")
+        n_out = config.get("num_classes")
+        self.n_classes = 2 if n_out is None else int(n_out)
+        if classes is None:
+            classes = (DEFAULT_BINARY_CLASSES if self.n_classes == 2
+                       else tuple(f"class{i}" for i in range(self.n_classes)))
+        classes = tuple(str(c) for c in classes)
+        if len(classes) != self.n_classes or len(set(classes)) != len(classes):
+            raise ValueError(f"classes {list(classes)} must be {self.n_classes} distinct names "
+                             "(one per model output)")
+        self.class_names: tuple[str, ...] = classes
 
     # ------------------------------------------------------------------ properties
     @property
@@ -158,14 +205,22 @@ class Tagger:
         return dict(getattr(self.model, "config", {}))
 
     @property
+    def is_multiclass(self) -> bool:
+        """True when :meth:`score` returns ``(n_jets, C)`` (more than two classes)."""
+        return self.n_classes > 2
+
+    @property
     def preprocessing(self) -> dict[str, Any]:
         """How jets are turned into the network input."""
-        return {
+        out: dict[str, Any] = {
             "max_constituents": self.max_constituents,
             "sort_by_pt": self.sort_by_pt,
             "p4_order": "E,px,py,pz",
             "units": "GeV",
         }
+        if len(self.inputs):
+            out["scalars"] = list(self.inputs.names)
+        return out
 
     def __repr__(self) -> str:
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -189,11 +244,15 @@ class Tagger:
         batch_size: int | None = None,
         warn_empty: bool = True,
         warn_nonfinite: bool = True,
+        scalars: np.ndarray | torch.Tensor | None = None,
     ) -> np.ndarray:
-        """Top probabilities for padded jets.
+        """Class probabilities for padded jets.
 
         ``p4``: float64 ``(n_jets, N, 4)`` ordered (E, px, py, pz) in GeV; ``mask``: bool
-        ``(n_jets, N)``, True for real constituents. Returns float32 ``(n_jets,)``; jets
+        ``(n_jets, N)``, True for real constituents; ``scalars``: the transformed per-particle
+        features ``(n_jets, N, S)`` (columns ``inputs.names``; required when S > 0).
+        Returns float32 ``(n_jets,)`` (signal probability; ``(n_jets, C)`` for a
+        multi-class tagger); jets
         whose mask is all False get NaN (one :class:`EmptyJetWarning` says how many). Jets
         with constituents that the model scores NaN/inf (non-finite weights or inputs) keep
         that score and one :class:`NonFiniteScoreWarning` says how many.
@@ -209,7 +268,18 @@ class Tagger:
         p4_t = p4_t.to(torch.float64)
         mask_t = mask_t.to(torch.bool)
         n_jets = p4_t.shape[0]
-        out = np.full(n_jets, np.nan, dtype=np.float32)
+        scalars_t = None
+        if len(self.inputs):
+            if scalars is None:
+                raise FeatureError(
+                    f"this tagger reads {len(self.inputs)} per-particle features (input set "
+                    f"{self.inputs.name!r}: {', '.join(self.inputs.names)}); pass scalars=")
+            scalars_t = torch.as_tensor(scalars).to(torch.float32)
+            if scalars_t.shape != (*p4_t.shape[:2], len(self.inputs)):
+                raise ValueError(f"scalars must have shape {(*p4_t.shape[:2], len(self.inputs))},"
+                                 f" got {tuple(scalars_t.shape)}")
+        shape = (n_jets, self.n_classes) if self.is_multiclass else (n_jets,)
+        out = np.full(shape, np.nan, dtype=np.float32)
         counts = mask_t.sum(dim=1)
         nonempty = torch.nonzero(counts > 0).flatten()
         n_empty = n_jets - int(nonempty.numel())
@@ -234,12 +304,17 @@ class Tagger:
                     width = max(int(counts[idx].max()), 1)
                     batch_p4 = p4_t[idx, :width].to(self.device, non_blocking=True)
                     batch_mask = mask_t[idx, :width].to(self.device, non_blocking=True)
-                    logits = self.model(batch_p4, batch_mask)
-                    probs = _probabilities(logits)
+                    if scalars_t is None:
+                        logits = self.model(batch_p4, batch_mask)
+                    else:
+                        batch_s = scalars_t[idx, :width].to(self.device, non_blocking=True)
+                        logits = self.model(batch_p4, batch_mask, batch_s)
+                    probs = _probabilities(logits, self.is_multiclass)
                     out[idx.numpy()] = probs.float().cpu().numpy()
         finally:
             self.model.train(was_training)
-        n_bad = int(np.count_nonzero(~np.isfinite(out[nonempty.numpy()])))
+        finite = np.isfinite(out[nonempty.numpy()])
+        n_bad = int(np.count_nonzero(~(finite.all(axis=1) if finite.ndim == 2 else finite)))
         if n_bad and warn_nonfinite:
             warnings.warn(
                 NonFiniteScoreWarning(
@@ -252,53 +327,60 @@ class Tagger:
         return out
 
     def score(self, jets: Any, *, batch_size: int | None = None) -> np.ndarray:
-        """Top probabilities, float32 ``(n_jets,)``, one per jet.
+        """Signal probabilities, float32 ``(n_jets,)`` (``(n_jets, C)`` for a multi-class
+        tagger, columns :attr:`class_names`), one row per jet.
 
         ``jets``: the awkward array returned by :func:`lloca_hep.read_jets` (field
-        ``constituents``), or any ragged array of constituent records with ``px, py, pz, E``
-        (e.g. ``Momentum4D``) in GeV. Jets are sorted by pT, truncated to
-        :attr:`max_constituents` and padded as in training. Jets without constituents get NaN.
+        ``constituents``; for a tagger with features read with ``features=tagger.inputs``), or
+        any ragged array of constituent records with ``px, py, pz, E`` (e.g. ``Momentum4D``)
+        in GeV and the raw feature fields. Jets are sorted by pT, truncated to
+        :attr:`max_constituents` and padded as in training; the features are transformed as
+        the input set says. Jets without constituents get NaN.
         """
-        from lloca_hep.preprocessing import pad_jets
+        from lloca_hep.preprocessing.inputs import network_inputs
 
-        constituents = _constituents_of(jets)
-        padded = pad_jets(
-            constituents,
-            max_constituents=self.max_constituents,
-            sort_by_pt=self.sort_by_pt,
-            warn_empty=False,
-        )
-        return self.score_padded(padded.p4, padded.mask, batch_size=batch_size)
+        padded = network_inputs(_constituents_of(jets), self.inputs, self.max_constituents,
+                                self.sort_by_pt)
+        return self.score_padded(padded.p4, padded.mask, batch_size=batch_size,
+                                 scalars=padded.scalars)
 
     # ------------------------------------------------------------------ saving
     def header(self) -> dict[str, Any]:
         """The JSON header written into the tagger file."""
         from lloca_hep import __version__
 
-        return {
+        header = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION_V1,
             "lloca_hep_version": __version__,
             "model_name": self.model_name,
             "config": self.config,
             "max_constituents": self.max_constituents,
             "preprocessing": self.preprocessing,
             "metadata": self.metadata,
+            "classes": list(self.class_names),
         }
+        if len(self.inputs) or self.is_multiclass:
+            # older lloca-hep cannot score these: they refuse version 2 with "upgrade"
+            header["format_version"] = FORMAT_VERSION
+            header["inputs"] = self.inputs.to_json()
+        return header
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the tagger to ``path`` atomically (temporary file + rename). Returns the path."""
         return write_tagger_file(path, self.header(), self.model.state_dict())
 
 
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Top probability from model logits: sigmoid of ``(B,)``/``(B, 1)``, softmax[:, 1] of ``(B, 2+)``."""
+def _probabilities(logits: torch.Tensor, multiclass: bool = False) -> torch.Tensor:
+    """Probabilities from model logits: sigmoid of ``(B,)``/``(B, 1)``; for ``(B, C)`` the
+    softmax, all of it when ``multiclass`` else its column 1 (the signal)."""
     if logits.ndim == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if logits.ndim == 1:
         return torch.sigmoid(logits)
     if logits.ndim == 2:
-        return torch.softmax(logits, dim=1)[:, 1]
+        probs = torch.softmax(logits, dim=1)
+        return probs if multiclass else probs[:, 1]
     raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B,)")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from lloca_hep.cli._argtypes import (
     fraction,
     json_object,
+    name_list,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -125,8 +126,19 @@ class TrainConfig:
     max_constituents: int = _setting(
         DEFAULT_MAX_CONSTITUENTS, type=positive_int,
         help="constituents kept per jet, hardest first")
-    label_branch: str = _setting(DEFAULT_LABEL_BRANCH, metavar="BRANCH",
-                                 help="branch with 0/1 labels (1 = signal)")
+    label_branch: str = _setting(
+        DEFAULT_LABEL_BRANCH, metavar="BRANCH",
+        help="branch with 0/1 labels (1 = signal), or with class indices 0..C-1 when --classes "
+             "is given; files with one-hot label_* branches (JetClass) need neither")
+    classes: list[str] | None = _setting(
+        None, type=name_list, metavar="NAME,...",
+        help="class names: with an integer label branch, the names of 0..C-1; with one-hot "
+             "label_* branches, the classes expected (in this order). Default: the label_* "
+             "suffixes in file order, else binary")
+    features: str = _setting(
+        "kin", metavar="PRESET|FILE",
+        help="per-particle inputs: kin (four-momenta only), kinpid (+ charge and particle "
+             "ID), full (+ track displacement), or a JSON/YAML feature file")
     tree: str | None = _setting(
         None, metavar="NAME",
         help="TTree/RNTuple with the jets (default: the one holding a jet layout; FILE:NAME "
@@ -185,6 +197,15 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be below 1, got {self.val_fraction!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.features, str) or not self.features:
+            raise ValueError(f"features must be a preset name or a feature file, got "
+                             f"{self.features!r}")
+        if self.classes is not None:
+            names = list(self.classes)
+            if len(names) < 2 or len(set(names)) != len(names) or not all(
+                    isinstance(c, str) and c.isidentifier() for c in names):
+                raise ValueError(f"classes must be at least two distinct names, got "
+                                 f"{self.classes!r}")
 
     def model_kwargs(self) -> dict[str, Any]:
         """The model's constructor keyword arguments: ``model_config`` plus ``frames`` and

@@ -1,4 +1,4 @@
-"""Training data: ROOT files -> padded (E, px, py, pz) arrays + masks + labels.
+"""Training data: ROOT files -> padded (E, px, py, pz) arrays + masks + scalars + labels.
 
 Files are read chunk by chunk with :func:`lloca_hep.io.iterate_jets` and padded with
 :func:`lloca_hep.preprocessing.pad_jets`. When the padded arrays fit under a memory limit they
@@ -12,25 +12,44 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from lloca_hep.errors import LabelError
+from lloca_hep.features import InputSpec, preset
+
 from .config import DEFAULT_LABEL_BRANCH, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_STEP_SIZE
+from .labels import BINARY_CLASSES, LabelSpec, extract_labels
 
 log = logging.getLogger(__name__)
 
 #: Number of consecutive chunks shuffled together when streaming.
 STREAM_SHUFFLE_CHUNKS = 4
-#: Bytes per padded constituent slot: four float64 momenta and one bool mask entry.
+#: Bytes per padded constituent slot: four float64 momenta and one bool mask entry (plus four
+#: bytes per float32 scalar).
 BYTES_PER_SLOT = 4 * 8 + 1
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+__all__ = ["Batch", "LabelError", "PaddedDataset", "StreamingDataset", "binary_labels",
+           "class_counts", "describe_class", "load_dataset", "pad_chunk", "single_class",
+           "split_dataset"]
 
 
-class LabelError(ValueError):
-    """The label branch is missing or holds values other than 0/1."""
+class Batch(NamedTuple):
+    """One batch: ``p4`` float64 ``(B, N, 4)``, ``mask`` bool ``(B, N)``, ``labels`` (float32
+    0/1 for C = 2, int64 class indices for C > 2) ``(B,)`` and ``scalars`` float32
+    ``(B, N, S)`` (None without features)."""
+
+    p4: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+    scalars: torch.Tensor | None = None
+
+
+def binary_labels(label_branch: str = DEFAULT_LABEL_BRANCH) -> LabelSpec:
+    """The :class:`LabelSpec` of a 0/1 ``label_branch``."""
+    return LabelSpec("binary", (label_branch,), BINARY_CLASSES)
 
 
 def _as_paths(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -42,40 +61,21 @@ def _as_paths(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) 
     return paths
 
 
-def extract_labels(jets: Any, label_branch: str, where: str, first_jet: int = 0) -> np.ndarray:
-    """``jets[label_branch]`` as float32 0/1 ``(n_jets,)``; errors name ``where``, the branch and
-    the jet (counted from ``first_jet``)."""
-    import awkward as ak
-
-    fields = ak.fields(jets)
-    if label_branch not in fields:
-        raise LabelError(
-            f"{where}: label branch {label_branch!r} not found; available fields: {fields}"
-        )
-    values = ak.to_numpy(jets[label_branch])
-    if values.ndim != 1:
-        raise LabelError(f"{where}: label branch {label_branch!r} is not one number per jet")
-    bad = ~np.isin(values, (0, 1))
-    if np.any(bad):
-        first = int(np.argmax(bad))
-        raise LabelError(
-            f"{where}: label branch {label_branch!r} must hold 0 or 1; jet {first_jet + first} "
-            f"has {values[first].item()!r}"
-        )
-    return values.astype(np.float32)
+Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
-def pad_chunk(jets: Any, max_constituents: int, label_branch: str | None, where: str,
-              first_jet: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Pad one awkward chunk of jets: ``(p4 float64 (n, N, 4), mask bool (n, N), labels)``."""
-    from lloca_hep.preprocessing import pad_jets
+def pad_chunk(jets: Any, max_constituents: int, labels: LabelSpec | None, where: str,
+              first_jet: int = 0, inputs: InputSpec | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Pad one awkward chunk of jets: ``(p4 float64 (n, N, 4), mask bool (n, N), labels,
+    scalars float32 (n, N, S) or None)`` (network inputs of
+    :func:`lloca_hep.preprocessing.inputs.network_inputs`)."""
+    from lloca_hep.preprocessing.inputs import network_inputs
     from lloca_hep.tagger import _constituents_of
 
-    padded = pad_jets(_constituents_of(jets), max_constituents=max_constituents, sort_by_pt=True,
-                      warn_empty=False)
-    labels = (None if label_branch is None
-              else extract_labels(jets, label_branch, where, first_jet))
-    return padded.p4, padded.mask, labels
+    padded = network_inputs(_constituents_of(jets), inputs or preset("kin"), max_constituents)
+    y = None if labels is None else extract_labels(jets, labels, where, first_jet)
+    return padded.p4, padded.mask, y, padded.scalars
 
 
 def _chunk_where(chunk: Any) -> str:
@@ -85,11 +85,13 @@ def _chunk_where(chunk: Any) -> str:
     return f"{file} entries {start}-{stop}" if start is not None else str(file)
 
 
-def _iterate(paths: list[str], step_size: str | int, label_branch: str,
-             tree: str | None = None) -> Iterator[Any]:
+def _iterate(paths: list[str], step_size: str | int, labels: LabelSpec,
+             tree: str | None = None, inputs: InputSpec | None = None) -> Iterator[Any]:
     from lloca_hep.io import iterate_jets
 
-    yield from iterate_jets(paths, step_size=step_size, jet_fields=[label_branch], tree=tree)
+    yield from iterate_jets(paths, step_size=step_size, jet_fields=list(labels.branches),
+                            tree=tree, features=inputs if inputs is not None and len(inputs)
+                            else None)
 
 
 def _trim(p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,21 +103,28 @@ def _trim(p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 @dataclass
 class PaddedDataset:
     """Padded jets in memory: ``p4`` float64 ``(n, N, 4)`` (E, px, py, pz) GeV, ``mask`` bool
-    ``(n, N)``, ``labels`` float32 ``(n,)`` (0 background, 1 signal)."""
+    ``(n, N)``, ``labels`` ``(n,)`` (float32 0 background / 1 signal, or int64 class indices
+    for more than two classes), ``scalars`` float32 ``(n, N, S)`` or None, and the number of
+    classes."""
 
     p4: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
+    scalars: np.ndarray | None = None
+    n_classes: int = 2
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     @property
     def nbytes(self) -> int:
-        return int(self.p4.nbytes + self.mask.nbytes + self.labels.nbytes)
+        extra = 0 if self.scalars is None else self.scalars.nbytes
+        return int(self.p4.nbytes + self.mask.nbytes + self.labels.nbytes + extra)
 
     def subset(self, index: np.ndarray) -> PaddedDataset:
-        return PaddedDataset(self.p4[index], self.mask[index], self.labels[index])
+        return PaddedDataset(self.p4[index], self.mask[index], self.labels[index],
+                             None if self.scalars is None else self.scalars[index],
+                             self.n_classes)
 
     def drop_empty(self) -> PaddedDataset:
         keep = self.mask.any(axis=1)
@@ -126,8 +135,9 @@ class PaddedDataset:
         return self
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
-        """Yield ``(p4, mask, labels)`` torch batches; shuffled with a generator seeded by
-        ``seed`` when ``shuffle``; padding columns unused by a batch are trimmed."""
+        """Yield :class:`Batch` es ``(p4, mask, labels, scalars)`` of torch tensors; shuffled
+        with a generator seeded by ``seed`` when ``shuffle``; padding columns unused by a batch
+        are trimmed."""
         n = len(self)
         if shuffle:
             gen = torch.Generator().manual_seed(int(seed))
@@ -137,7 +147,10 @@ class PaddedDataset:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             p4, mask = _trim(torch.from_numpy(self.p4[idx]), torch.from_numpy(self.mask[idx]))
-            yield p4, mask, torch.from_numpy(self.labels[idx])
+            scalars = None
+            if self.scalars is not None:
+                scalars = torch.from_numpy(self.scalars[idx][:, :mask.shape[1]])
+            yield Batch(p4, mask, torch.from_numpy(self.labels[idx]), scalars)
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -162,15 +175,19 @@ class StreamingDataset:
         step_size: str | int = DEFAULT_STEP_SIZE,
         holdout_every: int | None = None,
         holdout: bool = False,
-        counts: tuple[int, int] | None = None,
+        counts: tuple[int, ...] | None = None,
         tree: str | None = None,
+        labels: LabelSpec | None = None,
+        inputs: InputSpec | None = None,
     ) -> None:
         self.files = list(files)
         self.tree = tree
-        #: ``(n_background, n_signal)`` when known (counted while reading), else None.
+        #: jets per class when known (counted while reading), else None.
         self.counts = counts
         self.max_constituents = int(max_constituents)
-        self.label_branch = label_branch
+        self.labels = binary_labels(label_branch) if labels is None else labels
+        self.inputs = inputs or preset("kin")
+        self.n_classes = self.labels.n_classes
         self.step_size = step_size
         self.holdout_every = holdout_every
         self.holdout = holdout
@@ -182,38 +199,35 @@ class StreamingDataset:
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
-    def _chunks(self, file_order: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _chunks(self, file_order: list[str]) -> Iterator[Part]:
         position = 0
-        for chunk in _iterate(file_order, self.step_size, self.label_branch, self.tree):
+        for chunk in _iterate(file_order, self.step_size, self.labels, self.tree, self.inputs):
             jets = chunk.jets
             n = len(jets)
             if n == 0:
                 continue
-            p4, mask, labels = pad_chunk(jets, self.max_constituents, self.label_branch,
-                                         _chunk_where(chunk), chunk.entry_start)
+            p4, mask, labels, scalars = pad_chunk(jets, self.max_constituents, self.labels,
+                                                  _chunk_where(chunk), chunk.entry_start,
+                                                  self.inputs)
             assert labels is not None
             keep = mask.any(axis=1)
             if self.holdout_every:
                 is_held = (np.arange(position, position + n) % self.holdout_every) == 0
                 keep &= is_held if self.holdout else ~is_held
             position += n
-            yield p4[keep], mask[keep], labels[keep]
+            yield p4[keep], mask[keep], labels[keep], None if scalars is None else scalars[keep]
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
         gen = torch.Generator().manual_seed(int(seed))
         files = list(self.files)
         if shuffle:
             files = [files[i] for i in torch.randperm(len(files), generator=gen).tolist()]
-        buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        buffer: list[Part] = []
 
         def flush() -> Iterator[Batch]:
             if not buffer:
                 return
-            ds = PaddedDataset(
-                np.concatenate([b[0] for b in buffer]),
-                np.concatenate([b[1] for b in buffer]),
-                np.concatenate([b[2] for b in buffer]),
-            )
+            ds = _concatenate(buffer, self.n_classes)
             buffer.clear()
             sub_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
             yield from ds.batches(batch_size, shuffle=shuffle, seed=sub_seed)
@@ -238,9 +252,14 @@ def load_dataset(
     max_jets: int | None = None,
     progress: bool = True,
     tree: str | None = None,
+    labels: LabelSpec | None = None,
+    inputs: InputSpec | None = None,
 ) -> Dataset:
     """Read ``files`` into a :class:`PaddedDataset`, or a :class:`StreamingDataset` when the
     padded arrays would exceed ``memory_limit_bytes``.
+
+    ``labels``: how labels are read (:class:`~lloca_hep.training.labels.LabelSpec`; default
+    the 0/1 ``label_branch``); ``inputs``: the per-particle features (default none).
 
     ``tree`` names the TTree/RNTuple (default: the one that holds jets). ``max_jets`` keeps only the first ``max_jets`` jets (in file order). Jets without
     constituents are dropped (with a warning) since they carry no information.
@@ -248,14 +267,16 @@ def load_dataset(
     from tqdm.auto import tqdm
 
     paths = _as_paths(files)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    spec = binary_labels(label_branch) if labels is None else labels
+    inputs = inputs or preset("kin")
+    parts: list[Part] = []
     nbytes = 0
     n_jets = 0
-    n_signal = 0
+    per_class = np.zeros(spec.n_classes, dtype=np.int64)
     streaming = False
     with tqdm(desc="reading " + (paths[0] if len(paths) == 1 else f"{len(paths)} files"),
               unit=" jets", disable=not progress, leave=False) as bar:
-        for chunk in _iterate(paths, step_size, label_branch, tree):
+        for chunk in _iterate(paths, step_size, spec, tree, inputs):
             jets = chunk.jets
             if max_jets is not None:
                 jets = jets[: max(max_jets - n_jets, 0)]
@@ -265,20 +286,20 @@ def load_dataset(
                     break
                 continue
             if not streaming:
-                p4, mask, labels = pad_chunk(jets, max_constituents, label_branch,
-                                             _chunk_where(chunk), chunk.entry_start)
-                assert labels is not None
-                parts.append((p4, mask, labels))
-                nbytes += p4.nbytes + mask.nbytes + labels.nbytes
+                p4, mask, y, scalars = pad_chunk(jets, max_constituents, spec,
+                                                 _chunk_where(chunk), chunk.entry_start, inputs)
+                assert y is not None
+                parts.append((p4, mask, y, scalars))
+                nbytes += p4.nbytes + mask.nbytes + y.nbytes
+                nbytes += 0 if scalars is None else scalars.nbytes
                 if nbytes > memory_limit_bytes:
                     log.info("padded data exceed %.1f GB: streaming from disk each epoch",
                              memory_limit_bytes / 1e9)
                     streaming = True
                     parts.clear()
             else:
-                labels = extract_labels(jets, label_branch, _chunk_where(chunk),
-                                        chunk.entry_start)
-            n_signal += int(labels.sum())
+                y = extract_labels(jets, spec, _chunk_where(chunk), chunk.entry_start)
+            per_class += np.bincount(y.astype(np.int64), minlength=spec.n_classes)
             n_jets += n
             bar.update(n)
     if n_jets == 0:
@@ -287,35 +308,40 @@ def load_dataset(
         if max_jets is not None:
             raise ValueError("max_jets is only supported for data that fit in memory")
         return StreamingDataset(paths, max_constituents=max_constituents, n_jets=n_jets,
-                                label_branch=label_branch, step_size=step_size, tree=tree,
-                                counts=(n_jets - n_signal, n_signal))
-    data = PaddedDataset(
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-    )
-    return data.drop_empty()
+                                step_size=step_size, tree=tree, labels=spec, inputs=inputs,
+                                counts=tuple(int(c) for c in per_class))
+    return _concatenate(parts, spec.n_classes).drop_empty()
 
 
-def class_counts(data: Dataset) -> tuple[int, int] | None:
-    """``(n_background, n_signal)`` of ``data``; None when unknown (a streamed hold-out split)."""
+def _concatenate(parts: list[Part], n_classes: int) -> PaddedDataset:
+    with_scalars = [p[3] for p in parts if p[3] is not None]
+    scalars = np.concatenate(with_scalars) if with_scalars else None
+    return PaddedDataset(np.concatenate([p[0] for p in parts]),
+                         np.concatenate([p[1] for p in parts]),
+                         np.concatenate([p[2] for p in parts]), scalars, n_classes)
+
+
+def class_counts(data: Dataset) -> tuple[int, ...] | None:
+    """Jets per class of ``data`` (``(n_background, n_signal)`` for binary labels); None when
+    unknown (a streamed hold-out split)."""
     if isinstance(data, PaddedDataset):
-        n_signal = int(np.count_nonzero(data.labels))
-        return len(data) - n_signal, n_signal
+        return tuple(int(c) for c in np.bincount(data.labels.astype(np.int64),
+                                                 minlength=data.n_classes))
     return data.counts
 
 
 def single_class(data: Dataset) -> int | None:
-    """The one class (0 or 1) that all jets of ``data`` have, or None (both, or unknown)."""
+    """The one class that all jets of ``data`` have, or None (several, or unknown)."""
     counts = class_counts(data)
-    if counts is None or (counts[0] > 0 and counts[1] > 0):
+    if counts is None or sum(c > 0 for c in counts) != 1:
         return None
-    return 1 if counts[1] > 0 else 0
+    return int(np.flatnonzero(np.asarray(counts))[0])
 
 
-def describe_class(label: int) -> str:
-    """``"1 (signal)"`` or ``"0 (background)"``, for messages."""
-    return "1 (signal)" if label else "0 (background)"
+def describe_class(label: int, classes: tuple[str, ...] = BINARY_CLASSES) -> str:
+    """``"1 (signal)"`` / ``"0 (background)"`` (or the class name), for messages."""
+    name = classes[label] if 0 <= label < len(classes) else "?"
+    return f"{label} ({name})"
 
 
 def split_dataset(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -332,8 +358,8 @@ def split_dataset(data: Dataset, val_fraction: float, seed: int) -> tuple[Datase
         return data.subset(np.sort(perm[n_val:])), data.subset(np.sort(perm[:n_val]))
     every = max(2, int(round(1.0 / val_fraction)))
     common: dict[str, Any] = dict(max_constituents=data.max_constituents,
-                                  label_branch=data.label_branch, step_size=data.step_size,
-                                  holdout_every=every, tree=data.tree)
+                                  labels=data.labels, inputs=data.inputs,
+                                  step_size=data.step_size, holdout_every=every, tree=data.tree)
     n_val = -(-len(data) // every)
     train = StreamingDataset(data.files, n_jets=len(data) - n_val, holdout=False, **common)
     val = StreamingDataset(data.files, n_jets=n_val, holdout=True, **common)

@@ -25,7 +25,8 @@ import torch
 from . import metrics
 from .checkpoint import Checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig
-from .data import Dataset
+from .data import Batch, Dataset
+from .labels import LabelSpec
 from .schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -58,36 +59,70 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def forward(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+    """The model's logits for ``batch`` (scalars passed only when the batch has them)."""
+    p4, mask = batch.p4.to(device), batch.mask.to(device)
+    if batch.scalars is None:
+        return model(p4, mask)
+    return model(p4, mask, batch.scalars.to(device))
+
+
+def loss_function(multiclass: bool, reduction: str = "mean") -> torch.nn.Module:
+    """Cross-entropy on ``(B, C)`` logits for C > 2, else BCE on ``(B,)`` logits."""
+    if multiclass:
+        return torch.nn.CrossEntropyLoss(reduction=reduction)
+    return torch.nn.BCEWithLogitsLoss(reduction=reduction)
+
+
+def prepare_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    """float32 ``(B, C)`` logits (multi-class) or ``(B,)`` (binary)."""
+    return logits.float() if multiclass else logits.reshape(-1).float()
+
+
 def evaluate_dataset(
     model: torch.nn.Module,
     data: Dataset,
     device: torch.device,
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+    classes: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Validation numbers of ``model`` on ``data``: ``loss`` (mean BCE) and, when both classes
-    are present, ``accuracy``, ``auc`` and the rejections (keys of :meth:`Metrics.to_json`)."""
+    """Validation numbers of ``model`` on ``data``: ``loss`` (mean BCE, or cross-entropy for
+    more than two ``classes``) and, when the classes are present, ``accuracy``, ``auc`` (the
+    macro one-vs-rest AUC for several classes) and for binary labels the rejections (keys of
+    :meth:`Metrics.to_json`)."""
+    multiclass = classes is not None and len(classes) > 2
     was_training = model.training
     model.eval()
     probs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     losses = 0.0
     n = 0
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    loss_fn = loss_function(multiclass, reduction="sum")
     try:
         with torch.no_grad():
-            for p4, mask, y in data.batches(batch_size, shuffle=False):
-                logits = model(p4.to(device), mask.to(device)).reshape(-1).float()
-                y = y.to(device)
+            for batch in data.batches(batch_size, shuffle=False):
+                logits = prepare_logits(forward(model, batch, device), multiclass)
+                y = batch.labels.to(device)
                 losses += float(loss_fn(logits, y))
                 n += int(y.numel())
-                probs.append(torch.sigmoid(logits).cpu().numpy())
+                prob = torch.softmax(logits, dim=1) if multiclass else torch.sigmoid(logits)
+                probs.append(prob.cpu().numpy())
                 labels.append(y.cpu().numpy())
     finally:
         model.train(was_training)
     p = np.concatenate(probs)
     lab = np.concatenate(labels).astype(np.int64)
     out: dict[str, Any] = {"loss": losses / max(n, 1)}
-    if np.all(np.isfinite(p)) and 0 < lab.sum() < lab.size:
+    if not np.all(np.isfinite(p)):
+        return out
+    if multiclass:
+        from .multiclass import summarize_multiclass
+
+        assert classes is not None
+        if np.unique(lab).size >= 2:
+            mm = summarize_multiclass(lab, p, classes)
+            out.update({"accuracy": mm.accuracy, "auc": mm.macro_auc})
+    elif 0 < lab.sum() < lab.size:
         m = metrics.summarize(lab, p)
         out.update({"accuracy": m.accuracy, "auc": m.auc})
         out.update({metrics.rejection_key(e): v for e, v in m.rejection.items()})
@@ -137,7 +172,11 @@ class Trainer:
     config: TrainConfig
     progress: bool = True
     on_batch_end: BatchCallback | None = None
-    loss_fn: torch.nn.Module = field(default_factory=torch.nn.BCEWithLogitsLoss)
+    labels: LabelSpec | None = None
+
+    def __post_init__(self) -> None:
+        self.multiclass = self.labels is not None and self.labels.multiclass
+        self.loss_fn = loss_function(self.multiclass)
 
     def train_epoch(self, epoch: int, elapsed: float) -> dict[str, Any]:
         """One pass over the training data (cut short by the time budget); returns the
@@ -157,11 +196,12 @@ class Trainer:
                                            seed=epoch_seed(cfg.seed, epoch)),
                    total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
-        for i, (p4, mask, y) in enumerate(bar):
+        for i, batch in enumerate(bar):
             lr_now = self.schedule.apply(elapsed + time.perf_counter() - t0)
-            loss_val = self._step(p4, mask, y, epoch, i)
-            loss_sum += loss_val * int(y.numel())
-            n_seen += int(y.numel())
+            loss_val = self._step(batch, epoch, i)
+            n_batch = int(batch.labels.numel())
+            loss_sum += loss_val * n_batch
+            n_seen += n_batch
             if self.progress:
                 bar.set_postfix(loss=f"{loss_val:.4f}", lr=f"{lr_now:.2e}", refresh=False)
             if self.on_batch_end is not None:
@@ -174,13 +214,10 @@ class Trainer:
                 "train_loss": loss_sum / max(n_seen, 1), "lr": lr_now,
                 "train_s": time.perf_counter() - t0, "out_of_time": out_of_time}
 
-    def _step(self, p4: torch.Tensor, mask: torch.Tensor, y: torch.Tensor, epoch: int,
-              batch: int) -> float:
+    def _step(self, data: Batch, epoch: int, batch: int) -> float:
         """One optimizer step on a batch; returns its loss."""
-        dev = self.device
-        p4, mask, y = p4.to(dev), mask.to(dev), y.to(dev)
-        logits = self.net(p4, mask).reshape(-1)
-        loss = self.loss_fn(logits.float(), y)
+        logits = prepare_logits(forward(self.net, data, self.device), self.multiclass)
+        loss = self.loss_fn(logits, data.labels.to(self.device))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {float(loss)} at epoch {epoch + 1}, batch {batch}; "
@@ -210,7 +247,8 @@ class Trainer:
             t0 = time.perf_counter()
             record = self.train_epoch(epoch, state.elapsed_s)
             out_of_time = record.pop("out_of_time")
-            val = evaluate_dataset(self.net, self.val_data, self.device)
+            val = evaluate_dataset(self.net, self.val_data, self.device,
+                                   classes=None if self.labels is None else self.labels.classes)
             t_epoch = time.perf_counter() - t0
             state.elapsed_s += t_epoch
             record.update({"epoch_s": t_epoch, "elapsed_s": state.elapsed_s,

@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep.errors import LabelError
+from lloca_hep.features import InputSpec, resolve_features
 from lloca_hep.models.registry import resolve_model_name
 from lloca_hep.tagger import Tagger, resolve_device
 
 from .._files import atomic_output, check_output_dir, output_directory
 from ._checks import check_inputs_exist
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, set_rng_state
-from .config import TrainConfig
+from .config import DEFAULT_LABEL_BRANCH, TrainConfig
 from .data import (
     Dataset,
-    LabelError,
     PaddedDataset,
     _as_paths,
     describe_class,
@@ -39,6 +40,7 @@ from .data import (
     split_dataset,
 )
 from .epoch import BatchCallback, RunState, Trainer, json_safe
+from .labels import LabelSpec, resolve_labels
 from .schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ TAGGER_NAME = "tagger.pt"
 HISTORY_NAME = "history.json"
 #: Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_MUST_MATCH = ("model", "model_config", "frames", "symmetry_breaking", "batch_size",
-                     "max_constituents", "label_branch", "seed", "schedule")
+                     "max_constituents", "label_branch", "classes", "features", "seed",
+                     "schedule")
 
 Files = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -83,9 +86,11 @@ def train(
     Parameters
     ----------
     train_files, val_files:
-        ROOT files read with :func:`lloca_hep.io.iterate_jets`; ``config.label_branch`` holds
-        0/1 (1 = signal). Without ``val_files`` a seeded ``config.val_fraction`` of the
-        training jets is held out.
+        ROOT files read with :func:`lloca_hep.io.iterate_jets` (with the per-particle
+        features of ``config.features``). Labels (:mod:`lloca_hep.training.labels`): one-hot
+        ``label_*`` branches when the files have them, an integer ``config.label_branch``
+        with ``config.classes``, or 0/1 ``config.label_branch`` (1 = signal). Without
+        ``val_files`` a seeded ``config.val_fraction`` of the training jets is held out.
     config:
         Every setting of the run (:class:`TrainConfig`; None: all defaults).
     output_dir:
@@ -120,6 +125,7 @@ def train(
     config.validate()  # fields may have been changed after construction
     config = dataclasses.replace(config, model=resolve_model_name(config.model))
     check_config(config.model, config.model_kwargs())  # before any data are read
+    resolve_features(config.features)
     train_paths = _as_paths(train_files)
     val_paths = None if val_files is None else _as_paths(val_files)
     check_inputs_exist(train_paths, "training")
@@ -141,11 +147,27 @@ def train(
         torch.set_num_threads(config.num_threads)
     dev = resolve_device(config.device)
 
+    inputs = resolve_features(config.features)  # feature files are checked before any data
+    labels = _resolve_label_spec(train_paths[0], config)
     # an output directory this run creates is removed again if the run fails leaving it empty
     with output_directory(out_dir):
-        train_data, val_data = _load_data(train_paths, val_paths, config, progress)
+        train_data, val_data = _load_data(train_paths, val_paths, config, progress, labels,
+                                          inputs)
         return _fit(train_data, val_data, config, out_dir, ckpt, dev, progress, on_batch_end,
-                    inputs={"train_files": train_paths, "val_files": val_paths})
+                    inputs={"train_files": train_paths, "val_files": val_paths},
+                    labels=labels, features=inputs)
+
+
+def _resolve_label_spec(first: str, config: TrainConfig) -> LabelSpec:
+    """How the labels are read, from the branch names of the first training file."""
+    from lloca_hep.io.discovery import _keys, _open, _select_tree, _split_object_path
+
+    path, tree = _split_object_path(first, config.tree)
+    with _open(path) as fobj:
+        tobj, name = _select_tree(fobj, path, tree)
+        keys = _keys(tobj, path)
+    return resolve_labels(keys, config.label_branch, config.classes, f"{path}:{name}",
+                          DEFAULT_LABEL_BRANCH)
 
 
 def _warn_overlap(train_paths: list[str], val_paths: list[str] | None) -> None:
@@ -163,20 +185,22 @@ def _warn_overlap(train_paths: list[str], val_paths: list[str] | None) -> None:
 
 
 def _load_data(train_paths: list[str], val_paths: list[str] | None, config: TrainConfig,
-               progress: bool) -> tuple[Dataset, Dataset]:
+               progress: bool, labels: LabelSpec, inputs: InputSpec,
+               ) -> tuple[Dataset, Dataset]:
     """The training and validation data (a seeded split of the training jets without
     ``val_paths``); LabelError when all training jets have one label."""
     t_data = time.perf_counter()
-    read = dict(max_constituents=config.max_constituents, label_branch=config.label_branch,
+    read = dict(max_constituents=config.max_constituents, labels=labels, inputs=inputs,
                 step_size=config.step_size, memory_limit_bytes=config.memory_limit_bytes,
                 progress=progress, tree=config.tree)
     data = load_dataset(train_paths, max_jets=config.max_jets, **read)  # type: ignore[arg-type]
     only = single_class(data)
     if only is not None:
         raise LabelError(
-            f"{', '.join(train_paths)}: label branch {config.label_branch!r} holds only class "
-            f"{describe_class(only)} in all {len(data)} training jets; training needs both "
-            "signal (1) and background (0) jets"
+            f"{', '.join(train_paths)}: {labels.describe()} holds only class "
+            f"{describe_class(only, labels.classes)} in all {len(data)} training jets; training "
+            + ("needs both signal (1) and background (0) jets" if labels.kind == "binary"
+               else "needs jets of at least two classes")
         )
     if val_paths is None:
         train_data, val_data = split_dataset(data, config.val_fraction, config.seed)
@@ -190,11 +214,11 @@ def _load_data(train_paths: list[str], val_paths: list[str] | None, config: Trai
     only = single_class(val_data)
     if only is not None:
         log.warning(
-            "validation set (%s): label branch %r holds only class %s in all %d jets; the "
+            "validation set (%s): %s holds only class %s in all %d jets; the "
             "validation AUC, accuracy and rejections are undefined, only the validation loss "
             "(which picks the best epoch) is reported",
             ", ".join(val_paths) if val_paths else "the held-out training jets",
-            config.label_branch, describe_class(only), len(val_data))
+            labels.describe(), describe_class(only, labels.classes), len(val_data))
     log.info("data: %d training and %d validation jets (read in %.1f s)", len(train_data),
              len(val_data), time.perf_counter() - t_data)
     return train_data, val_data
@@ -211,16 +235,30 @@ def _check_resumable(ckpt_path: Path, old: dict[str, Any], new: dict[str, Any]) 
             )
 
 
+def network_kwargs(config: TrainConfig, labels: LabelSpec, features: InputSpec) -> dict[str, Any]:
+    """The model's keyword arguments: the config's, plus the number of classes (C > 2) and of
+    per-particle scalars that the labels and the input set call for."""
+    kwargs = config.model_kwargs()
+    if labels.multiclass:
+        kwargs["num_classes"] = labels.n_classes
+    if len(features):
+        kwargs["num_scalars"] = features.num_invariant
+        kwargs["num_frames_scalars"] = features.num_symmetry_breaking
+    return kwargs
+
+
 def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: Path,
          ckpt: Checkpoint | None, dev: torch.device, progress: bool,
-         on_batch_end: BatchCallback | None, inputs: dict[str, Any]) -> TrainResult:
+         on_batch_end: BatchCallback | None, inputs: dict[str, Any], labels: LabelSpec,
+         features: InputSpec) -> TrainResult:
     """Build the model and optimizer (or restore them from ``ckpt``), run the epochs and save
     the tagger and ``history.json``."""
     from lloca_hep import models as model_registry
 
     ckpt_path = out_dir / CHECKPOINT_NAME
     torch.manual_seed(int(config.seed))
-    net = model_registry.build_model(config.model, config.model_kwargs()).to(dev)
+    net = model_registry.build_model(config.model,
+                                     network_kwargs(config, labels, features)).to(dev)
     n_params = sum(p.numel() for p in net.parameters())
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -243,7 +281,7 @@ def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: P
     log.info("training %s (%d parameters) on %s for %d epochs", config.model, n_params, dev,
              config.epochs)
     trainer = Trainer(net, optimizer, sched, train_data, val_data, dev, config,
-                      progress=progress, on_batch_end=on_batch_end)
+                      progress=progress, on_batch_end=on_batch_end, labels=labels)
     stopped = trainer.run_epochs(state, start_epoch, ckpt_path, settings)
 
     history = state.history
@@ -268,10 +306,11 @@ def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: P
         "training_time_s": state.elapsed_s,
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),
+        "labels": labels.to_json(),
         "validation": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
     }
     tagger = Tagger(net, config.model, config.max_constituents, metadata=json_safe(metadata),
-                    device=dev)
+                    device=dev, inputs=features, classes=labels.classes)
     tagger_path = tagger.save(out_dir / TAGGER_NAME)
     with atomic_output(out_dir / HISTORY_NAME) as tmp:
         tmp.write_text(json.dumps(json_safe(history), indent=1))

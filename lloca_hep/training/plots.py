@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from lloca_hep._files import atomic_output
+
+from .multiclass import normalise_confusion
 
 #: Bins of the score histogram over [0, 1].
 SCORE_BINS = 50
@@ -23,6 +26,10 @@ DPI = 110
 #: What to install for the figures.
 PLOT_INSTALL_HINT = 'pip install "lloca-hep[plot]"'
 PLOT_PACKAGES = ("matplotlib", "mplhep", "hist")
+#: Legend font size of the multi-class ROC figure (it has one entry per signal class).
+MULTICLASS_LEGEND_FONTSIZE = 12
+#: Line styles of the multi-class ROC curves: the next one each time the colours repeat.
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
 def require_plotting() -> tuple[ModuleType, ModuleType]:
@@ -103,6 +110,90 @@ def plot_score_histograms(labels: np.ndarray, scores: np.ndarray, path: str | os
         ax.set_xlabel("tagger score")
         ax.set_ylabel("normalised jets")
         ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
+        fig.tight_layout()
+        _save(fig, path)
+    return path
+
+
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str],
+                          path: str | os.PathLike[str], *, normalise: bool = True,
+                          title: str | None = None) -> Path:
+    """The confusion matrix ``confusion`` (int ``(C, C)``, rows true class, columns predicted
+    class, as :attr:`.multiclass.MultiClassMetrics.confusion`) as an annotated image: each row
+    divided by its sum when ``normalise`` (rows without jets stay zero), else the counts."""
+    mplhep, _ = require_plotting()
+    from matplotlib import style
+
+    path = Path(path)
+    counts = np.asarray(confusion)
+    names = list(class_names)
+    if not names or counts.ndim != 2 or counts.shape != (len(names), len(names)):
+        raise ValueError(f"confusion must be ({len(names)}, {len(names)}) for {len(names)} "
+                         f"class names, got shape {counts.shape}")
+    values = normalise_confusion(counts) if normalise else counts.astype(np.float64)
+    vmax = 1.0 if normalise else max(float(values.max()), 1.0)
+    fontsize = max(7, 22 - len(names))
+    with style.context(mplhep.style.ROOT):
+        fig, ax = _figure()
+        image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                     label="fraction of true class" if normalise else "jets")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                v = values[i, j]
+                text = f"{v:.2f}" if normalise else f"{int(counts[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
+                        color="white" if v > 0.5 * vmax else "black")
+        ticks = np.arange(len(names))
+        ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=fontsize + 2)
+        ax.set_yticks(ticks, names, fontsize=fontsize + 2)
+        ax.minorticks_off()
+        ax.tick_params(which="both", length=0)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        if title is not None:
+            ax.set_title(title)
+        fig.tight_layout()
+        _save(fig, path)
+    return path
+
+
+def plot_multiclass_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                        path: str | os.PathLike[str], *,
+                        aucs: Mapping[str, float | None] | None = None,
+                        title: str | None = None) -> Path:
+    """Background rejection 1/eps_B (log scale) against eps_S, one curve per signal class.
+
+    ``curves`` maps a class name to ``(eps_b, eps_s)``, as
+    :func:`.multiclass.roc_curves_vs_background` returns them; ``aucs`` (for example
+    ``per_class[name].auc_vs_background``) adds the AUC to the legend entries it names."""
+    if not curves:
+        raise ValueError("no ROC curves to plot")
+    mplhep, _ = require_plotting()
+    from matplotlib import rcParams, style
+
+    path = Path(path)
+    aucs = aucs or {}
+    with style.context(mplhep.style.ROOT):
+        fig, ax = _figure()
+        # the style's colour cycle; the line style changes each time it starts over
+        n_colours = max(1, len(rcParams["axes.prop_cycle"].by_key().get("color", [None])))
+        for k, (name, (eps_b, eps_s)) in enumerate(curves.items()):
+            eps_b, eps_s = np.asarray(eps_b), np.asarray(eps_s)
+            keep = eps_b > 0
+            auc = aucs.get(name)
+            text = name if auc is None else f"{name} (AUC {auc:.4f})"
+            ax.plot(eps_s[keep], 1.0 / eps_b[keep], label=text,
+                    ls=LINE_STYLES[(k // n_colours) % len(LINE_STYLES)])
+        grid = np.linspace(0.01, 1.0, 100)
+        ax.plot(grid, 1.0 / grid, ls="--", color="grey", label="random")
+        ax.set_yscale("log")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
+        ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
+        ax.legend(loc="upper right", fontsize=MULTICLASS_LEGEND_FONTSIZE)
+        if title is not None:
+            ax.set_title(title)
         fig.tight_layout()
         _save(fig, path)
     return path
