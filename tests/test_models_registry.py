@@ -13,6 +13,10 @@ from lloca_hep.models.registry import model_names
     ("graphnet", "LLoCaGraphNet"),
     ("jet_mass", "JetMassTagger"),
     ("plain_transformer", "plain_transformer"),
+    ("part", "part"),
+    ("llocapart", "llocapart"),
+    ("particlenet", "particlenet"),
+    ("llocaparticlenet", "llocaparticlenet"),
 ])
 def test_aliases_resolve_to_registry_keys(alias, full):
     assert resolve_model_name(alias) == full

@@ -86,9 +86,15 @@ class LLoCaAttention(nn.Module):
         heads: number of heads.
         head_reps: representation of one head, e.g. ``"8x0n+2x1n"``.
 
-    ``forward(x, relative, mask)``: ``x (B, N, dim)`` local features, ``relative`` ``(B, N, 4, 4)``
-    relative frames ``T_i`` (or ``None`` for identity, then this is ordinary attention with
-    Minkowski products in the vector channels), ``mask (B, N)`` bool. Returns ``(B, N, dim)``.
+    ``forward(x, relative, mask, bias=None, queries=None)``: ``x (B, N, dim)`` local features,
+    ``relative`` ``(B, N, 4, 4)`` relative frames ``T_i`` (or ``None`` for identity, then this is
+    ordinary attention with Minkowski products in the vector channels), ``mask (B, N)`` bool.
+    Returns ``(B, N, dim)``. ``bias``: an optional additive bias of the attention logits
+    (after the ``1/sqrt(head_dim)`` scaling), broadcastable to ``(B, heads, N_q, N)``, e.g. the
+    pair-interaction bias of ParT; it must be Lorentz invariant to keep the attention
+    equivariant. ``queries``: only the first ``queries`` tokens attend (the class token of a
+    class-attention block); the output is then ``(B, queries, dim)``. With both None the
+    computation is unchanged.
     """
 
     key_signs: torch.Tensor
@@ -150,12 +156,18 @@ class LLoCaAttention(nn.Module):
             return t
         s, v, r = self._split(t)
         if inplace:
+            # under autograd the products save their input for the gradient of L: give them a
+            # copy, not a view of ``t`` that the copy_ below overwrites (a reshape is a view
+            # for one vector per head)
+            keep = torch.is_grad_enabled() and L.requires_grad
             if self.nv:
                 lead = v.shape[:-3]
-                vv = torch.matmul(v.reshape(*lead, -1, 4), L.transpose(-1, -2))
+                vin = v.reshape(*lead, -1, 4)
+                vv = torch.matmul(vin.clone() if keep else vin, L.transpose(-1, -2))
                 v.copy_(vv.view_as(v))
             if self.n2:
-                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", L, r, L))
+                rin = r.clone() if keep else r
+                r.copy_(torch.einsum("...ia,...mkac,...jc->...mkij", L, rin, L))
             return t
         parts = [s]
         if self.nv:
@@ -172,9 +184,13 @@ class LLoCaAttention(nn.Module):
         x: torch.Tensor,
         frames: AttentionFrames | torch.Tensor | None,
         mask: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        queries: int | None = None,
     ) -> torch.Tensor:
         """``x (B, N, dim)``; ``frames``: prepared :class:`AttentionFrames`, relative frames
-        ``T (B, N, 4, 4)``, or None (identity); ``mask (B, N)`` -> ``(B, N, dim)``."""
+        ``T (B, N, 4, 4)``, or None (identity); ``mask (B, N)``; optional additive logit
+        ``bias`` broadcastable to ``(B, heads, N_q, N)``; ``queries``: attend from the first
+        ``queries`` tokens only (``N_q``, default all N) -> ``(B, N_q, dim)``."""
         B, N, _ = x.shape
         H, D = self.heads, self.head_dim
         if isinstance(frames, torch.Tensor):
@@ -192,10 +208,19 @@ class LLoCaAttention(nn.Module):
             k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
         q = qkv[:, :, 0].transpose(1, 2)
         v = qkv[:, :, 2].transpose(1, 2)
-        o = scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask(mask))
-        o = o.transpose(1, 2)  # (B, N, H, D)
-        if frames is not None and fast:  # in place: o is a fresh output autograd does not need
-            self._transform(o[:, :, None], frames.out, fast=True)
-        elif frames is not None and tensorial:
-            o = self._transform(o, frames.out)
-        return self.out(o.reshape(B, N, H * D))
+        attn_mask = key_padding_mask(mask)
+        out_frames = None if frames is None else frames.out
+        n_q = N
+        if queries is not None:
+            n_q = int(queries)
+            q = q[:, :, :n_q]
+            out_frames = None if out_frames is None else out_frames[:, :n_q]
+        if bias is not None:  # additive float mask: the bias, -inf on padded keys
+            attn_mask = bias.to(q.dtype).masked_fill(~attn_mask, float("-inf"))
+        o = scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        o = o.transpose(1, 2)  # (B, N_q, H, D)
+        if out_frames is not None and fast:  # in place: o is a fresh output autograd does not need
+            self._transform(o[:, :, None], out_frames, fast=True)
+        elif out_frames is not None and tensorial:
+            o = self._transform(o, out_frames)
+        return self.out(o.reshape(B, n_q, H * D))

@@ -49,7 +49,9 @@ def _build(path: Path, header: Mapping[str, Any], state: Mapping[str, torch.Tens
     if name not in models.MODELS:
         raise TaggerFileError(
             path,
-            f"unknown model {name!r}; this lloca-hep knows {sorted(models.MODELS)}",
+            f"unknown model {name!r}; this lloca-hep knows {sorted(models.MODELS)}. A model "
+            "of your own must be registered in this process first, with "
+            f"lloca_hep.models.register_model({name!r}, cls): tagger files never import code",
         )
     config = header["config"]
     if not isinstance(config, dict):

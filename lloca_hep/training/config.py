@@ -84,8 +84,9 @@ class TrainConfig:
     # ------------------------------------------------------------------ model
     model: str = _setting(
         "transformer", metavar="NAME",
-        help="model: transformer (LLoCa transformer), graphnet, jet_mass, or a name of "
-             "lloca_hep.models.MODELS")
+        help="model: transformer (LLoCa transformer), graphnet, llocapart, part (ParT), "
+             "llocaparticlenet, particlenet, plain_transformer, jet_mass, or a name of "
+             "lloca_hep.models.MODELS (also models added with register_model)")
     model_config: dict[str, Any] = _setting(
         factory=dict, flag="--config", type=json_object, metavar="JSON",
         help="extra model keyword arguments as JSON, e.g. '{\"hidden\": 32}'")

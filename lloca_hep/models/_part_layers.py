@@ -1,0 +1,238 @@
+"""The layers of the Particle Transformer (ParT, Qu, Li, Qian, arXiv:2202.03772), shared by
+:class:`~lloca_hep.models.ParticleTransformer` and :class:`~lloca_hep.models.LLoCaParT`.
+
+* :func:`pair_features`: ParT's interaction features of a pair of momenta ``a, b``:
+  ``ln ΔR``, ``ln kT``, ``ln z``, ``ln m²`` with ``ΔR² = (y_a - y_b)² + (φ_a - φ_b)²``,
+  ``kT = min(pT_a, pT_b) ΔR`` (GeV), ``z = min(pT_a, pT_b) / (pT_a + pT_b)``,
+  ``m² = (p_a + p_b)²`` (GeV²), computed in float64 (each argument of a logarithm floored at
+  :data:`PAIR_LOG_FLOOR`, as in the paper's code).
+* :class:`PairEmbed`: the pointwise network (a 1x1 convolution over pairs is a ``Linear`` on the
+  last axis) mapping the four features of every pair to one attention bias per head,
+  ``(B, heads, N, N)``; in evaluation it is computed in chunks of query rows (at most
+  :data:`PAIR_CHUNK_PAIRS` pairs at a time), so the float64 features and the hidden pair
+  activations never exist for all ``N²`` pairs at once.
+* :class:`ParTBlock`: the NormFormer-style block of the paper (LayerNorm before and after the
+  attention, LayerNorm inside the MLP, learned per-head scales of the attention output and a
+  learned residual scale), as particle attention (with the pair bias) or as class attention
+  (the class token attends to itself and the particles).
+* :class:`ParTBackbone`: embedding -> particle-attention blocks -> class-attention blocks ->
+  LayerNorm -> Linear.
+
+The attention is :class:`~lloca_hep.core.attention.LLoCaAttention` in both models: with scalar
+heads (``"16x0n"``) and no frames it is ordinary multi-head attention, with tensorial heads and
+local frames the LLoCa attention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..core.attention import AttentionFrames, LLoCaAttention
+from ..core.lorentz import minkowski
+from ._layers import MaskedBatchNorm, ParticleEmbed
+from .plain import MIN_LIGHTCONE_GEV
+
+__all__ = [
+    "CLASS_TOKEN_INIT_STD",
+    "NUM_PAIR_FEATURES",
+    "PAIR_CHUNK_PAIRS",
+    "PAIR_LOG_FLOOR",
+    "PairEmbed",
+    "PairFeatures",
+    "ParTBackbone",
+    "ParTBlock",
+    "pair_features",
+]
+
+#: Floor of the arguments of the pair-feature logarithms (GeV, GeV² or 1), as in ParT.
+PAIR_LOG_FLOOR = 1e-8
+#: ``ln ΔR``, ``ln kT``, ``ln z``, ``ln m²``.
+NUM_PAIR_FEATURES = 4
+#: Largest number of pairs (batch x query rows x N) whose features are held at once in
+#: evaluation; training computes all pairs in one go (the batch statistics need them all).
+PAIR_CHUNK_PAIRS = 1 << 18
+#: Standard deviation of the (truncated normal) initialisation of the class token.
+CLASS_TOKEN_INIT_STD = 0.02
+
+#: ``pairs(lo, hi)`` -> float64 pair features ``(B, hi - lo, N, NUM_PAIR_FEATURES)`` of the
+#: query rows ``lo:hi`` and the bool ``(B, hi - lo, N)`` of the pairs that count (real, and
+#: for the batch statistics); features of the others are zero.
+PairFeatures = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _rapidity(p: torch.Tensor) -> torch.Tensor:
+    plus = (p[..., 0] + p[..., 3]).clamp_min(MIN_LIGHTCONE_GEV)
+    minus = (p[..., 0] - p[..., 3]).clamp_min(MIN_LIGHTCONE_GEV)
+    return 0.5 * (torch.log(plus) - torch.log(minus))
+
+
+def pair_features(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """ParT's pair features of momenta ``a``, ``b`` (broadcastable ``(..., 4)``, (E, px, py, pz)
+    GeV) -> float64 ``(..., NUM_PAIR_FEATURES)``: ``ln ΔR, ln kT, ln z, ln m²``; zero where
+    ``valid`` (bool, the broadcast shape without the last axis) is False.
+
+    Per-particle quantities are computed before broadcasting: ``a (B, R, 1, 4)`` and
+    ``b (B, 1, N, 4)`` cost O(N) logarithms for the rapidities, not O(N²).
+    """
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    floor = PAIR_LOG_FLOOR
+
+    def root(x: torch.Tensor) -> torch.Tensor:  # finite gradients at 0 (self and padded pairs)
+        return torch.sqrt(x.clamp_min(floor * floor))
+
+    pt_a = root(a[..., 1].square() + a[..., 2].square())
+    pt_b = root(b[..., 1].square() + b[..., 2].square())
+    d_y = _rapidity(a) - _rapidity(b)
+    cross = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    dot = a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+    dot = torch.where((cross != 0) | (dot != 0), dot, 1.0)  # atan2(0, 0) has no gradient
+    d_r = root(d_y.square() + torch.atan2(cross, dot).square())
+    pt_min = torch.minimum(pt_a, pt_b)
+    s = a + b
+    feats = torch.stack([
+        torch.log(d_r.clamp_min(floor)),
+        torch.log((pt_min * d_r).clamp_min(floor)),
+        torch.log((pt_min / (pt_a + pt_b).clamp_min(floor)).clamp_min(floor)),
+        torch.log(minkowski(s, s).clamp_min(floor)),
+    ], dim=-1)
+    return feats * valid[..., None].to(feats.dtype)
+
+
+class PairEmbed(nn.Module):
+    """Pair features ``(..., NUM_PAIR_FEATURES)`` -> one attention bias per head.
+
+    :class:`~lloca_hep.models._layers.MaskedBatchNorm` of the features, then for every width
+    of ``widths`` ``Linear -> MaskedBatchNorm -> GELU``, and a last ``Linear -> MaskedBatchNorm``
+    to ``heads`` outputs (no activation: the bias may be negative). Statistics come from the
+    real pairs only.
+    """
+
+    def __init__(self, widths: Sequence[int], heads: int):
+        super().__init__()
+        self.heads = heads
+        self.input_norm = MaskedBatchNorm(NUM_PAIR_FEATURES)
+        dims = [NUM_PAIR_FEATURES, *widths, heads]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.norms = nn.ModuleList(MaskedBatchNorm(b) for b in dims[1:])
+        self.act = nn.GELU()
+
+    def embed(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``x (..., NUM_PAIR_FEATURES)`` in the network dtype -> ``(..., heads)``."""
+        x = self.input_norm(x, valid)
+        last = len(self.linears) - 1
+        for k, (lin, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            x = norm(lin(x), valid)
+            if k < last:
+                x = self.act(x)
+        return x
+
+    def forward(self, pairs: PairFeatures, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The bias ``(B, heads, N, N)`` in ``dtype`` of the pairs ``pairs(lo, hi)`` of jets with
+        ``mask (B, N)``; entries of padded pairs are finite and meaningless."""
+        B, N = mask.shape
+        if self.training or torch.compiler.is_compiling():  # all pairs (no loop over N)
+            feats, valid = pairs(0, N)
+            return self.embed(feats.to(dtype), valid).permute(0, 3, 1, 2)
+        rows = max(1, min(N, PAIR_CHUNK_PAIRS // max(1, B * N)))
+        chunks = []
+        for lo in range(0, N, rows):
+            feats, valid = pairs(lo, min(N, lo + rows))
+            out = self.embed(feats.to(dtype), valid)  # (B, rows, N, heads)
+            chunks.append(out.permute(0, 3, 1, 2))
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=2)
+
+
+class ParTBlock(nn.Module):
+    """ParT's attention block on ``x (B, N, dim)``.
+
+    ``a = head_scale * LN(Attn(LN x))``, ``x = x + dropout(a)``, then
+    ``x = resid_scale * x + dropout(fc2(LN(dropout(GELU(fc1(LN x))))))``. ``head_scale``
+    multiplies the ``heads`` groups of output channels (``dim`` must be divisible by
+    ``heads``). Called with ``queries=q`` it is a class-attention block: ``x`` holds the class
+    token(s) first, only they attend and are returned (``(B, q, dim)``).
+    """
+
+    def __init__(self, dim: int, heads: int, head_reps: str, mlp_ratio: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"the embedding width {dim} must be divisible by heads={heads}")
+        self.heads = heads
+        self.pre_attn_norm = nn.LayerNorm(dim)
+        self.attn = LLoCaAttention(dim, heads, head_reps)
+        self.post_attn_norm = nn.LayerNorm(dim)
+        self.pre_fc_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, mlp_ratio * dim)
+        self.post_fc_norm = nn.LayerNorm(mlp_ratio * dim)
+        self.fc2 = nn.Linear(mlp_ratio * dim, dim)
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.head_scale = nn.Parameter(torch.ones(heads))
+        self.resid_scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, frames: AttentionFrames | None, mask: torch.Tensor,
+                bias: torch.Tensor | None = None, queries: int | None = None) -> torch.Tensor:
+        residual = x if queries is None else x[:, :queries]
+        a = self.attn(self.pre_attn_norm(x), frames, mask, bias=bias, queries=queries)
+        a = (a.unflatten(-1, (self.heads, -1)) * self.head_scale[:, None]).flatten(-2)
+        x = residual + self.dropout(self.post_attn_norm(a))
+        y = self.dropout(self.act(self.fc1(self.pre_fc_norm(x))))
+        y = self.dropout(self.fc2(self.post_fc_norm(y)))
+        return self.resid_scale * x + y
+
+
+class ParTBackbone(nn.Module):
+    """Embedding, particle attention with the pair bias, class attention, ``LN -> Linear``.
+
+    Args:
+        num_inputs: per-particle input features ``F``.
+        embed_dims: widths of the particle embedding (the last is the block width).
+        pair_embed_dims: hidden widths of :class:`PairEmbed`.
+        heads, head_reps: attention heads and the tensor representation of one head.
+        blocks, class_blocks: number of particle- and class-attention blocks.
+        mlp_ratio: MLP expansion of the blocks; dropout: dropout of the particle blocks
+            (class blocks: none, as in the paper).
+        num_classes: None for logits ``(B,)``, else ``(B, num_classes)``.
+    """
+
+    def __init__(self, num_inputs: int, embed_dims: Sequence[int], pair_embed_dims: Sequence[int],
+                 heads: int, head_reps: str, blocks: int, class_blocks: int, mlp_ratio: int,
+                 dropout: float, num_classes: int | None):
+        super().__init__()
+        dim = int(embed_dims[-1])
+        self.num_classes = num_classes
+        self.embed = ParticleEmbed(num_inputs, embed_dims)
+        self.pair_embed = PairEmbed(pair_embed_dims, heads)
+        self.blocks = nn.ModuleList(
+            ParTBlock(dim, heads, head_reps, mlp_ratio, dropout) for _ in range(blocks))
+        self.class_blocks = nn.ModuleList(
+            ParTBlock(dim, heads, head_reps, mlp_ratio, 0.0) for _ in range(class_blocks))
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.class_token, std=CLASS_TOKEN_INIT_STD)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, 1 if num_classes is None else int(num_classes))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the network's parameters."""
+        return self.fc.weight.dtype
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pairs: PairFeatures,
+                frames: AttentionFrames | None,
+                class_frames: AttentionFrames | None) -> torch.Tensor:
+        """``x (B, N, F)`` in the network dtype, ``mask (B, N)``, the pair features
+        ``pairs``; ``frames`` of the particles and ``class_frames`` of ``[class token,
+        particles]`` for the attention (None: identity) -> logits."""
+        B = x.shape[0]
+        h = self.embed(x, mask)
+        bias = self.pair_embed(pairs, mask, h.dtype)
+        for block in self.blocks:
+            h = block(h, frames, mask, bias=bias)
+        cls = self.class_token.to(h.dtype).expand(B, 1, h.shape[-1])
+        zmask = torch.cat([mask.new_ones(B, 1), mask], dim=1)
+        for block in self.class_blocks:
+            cls = block(torch.cat([cls, h], dim=1), class_frames, zmask, queries=1)
+        out = self.fc(self.norm(cls[:, 0]))
+        return out[:, 0] if self.num_classes is None else out
