@@ -5,7 +5,7 @@ the ``register(subparsers)`` function of each command module of :data:`COMMANDS`
 defined in :mod:`lloca_hep.cli._exitcodes`.
 
 Modules: :mod:`.info`, :mod:`.demo`, :mod:`.train`, :mod:`.evaluate`, :mod:`.tag`,
-:mod:`.generate` (the commands), :mod:`._options` (options shared by several commands, and the
+:mod:`.export`, :mod:`.generate` (the commands), :mod:`._options` (options shared by several commands, and the
 options built from the fields of :class:`~lloca_hep.training.TrainConfig`), :mod:`._argtypes`
 (``type=`` converters) and :mod:`._exitcodes` (exit codes, exceptions and signals).
 This package imports only ``argparse`` until a parser is built.
@@ -23,7 +23,7 @@ from ._exitcodes import run_command
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Subcommands of ``lloca-hep``, in the order ``--help`` lists them (module names of this package).
-COMMANDS = ("info", "demo", "train", "evaluate", "tag", "generate")
+COMMANDS = ("info", "demo", "train", "evaluate", "tag", "export", "generate")
 DESCRIPTION = (
     "Lorentz-equivariant jet tagging (LLoCa). Score jets in ROOT files with the shipped top "
     "tagger, train your own, evaluate it, or generate Pythia samples."

@@ -11,7 +11,10 @@ Modules, each with one job (imports only go down this list, never up)::
     scoring   Tagger (model + preprocessing -> float32 scores), resolve_device, the warnings
     safeload  vetting a .pt2 archive record by record before torch reads it
     export    torch.export .pt2 archives: export_tagger, load_exported, ExportedTagger
-    loading   load_tagger / read_tagger_header: dispatch on the suffix (.pt2 -> export)
+    onnx_backend  ONNX Runtime scoring of .onnx files: OnnxTagger, load_onnx (vetted; the onnx extra)
+    onnx_export   export_onnx: ONNX files for ONNX Runtime / CMSSW / Triton
+    loading   load_tagger / read_tagger_header: dispatch on the suffix (.pt2 -> export,
+              .onnx -> onnx_backend)
 
 Loading a tagger file from a stranger never runs its code.
 """
@@ -47,6 +50,8 @@ from .loading import (
     shipped_name,
 )
 from .loading import _shipped_path as _shipped_path
+from .onnx_backend import ONNX_SUFFIX, OnnxTagger, load_onnx, read_onnx_header
+from .onnx_export import export_onnx
 from .scoring import (
     DEFAULT_BATCH_SIZE,
     DEVICE_CHOICES,
@@ -68,18 +73,23 @@ __all__ = [
     "FORMAT_VERSION_V1",
     "HEADER_FILE",
     "MAX_CONSTITUENTS_LIMIT",
+    "ONNX_SUFFIX",
     "SHIPPED_TAGGERS",
     "EmptyJetWarning",
     "ExportedTagger",
     "NonFiniteScoreWarning",
+    "OnnxTagger",
     "Tagger",
     "TaggerFileError",
     "atomic_torch_save",
     "check_finite_weights",
+    "export_onnx",
     "export_tagger",
     "load_exported",
+    "load_onnx",
     "load_tagger",
     "read_exported_header",
+    "read_onnx_header",
     "read_tagger_header",
     "resolve_device",
     "shipped_name",

@@ -1,7 +1,8 @@
 """Loading tagger files: ``.pt`` (built from the header's model name and config) or ``.pt2``.
 
 :func:`load_tagger` dispatches on the suffix: ``.pt2`` archives go to
-:func:`lloca_hep.tagger.export.load_exported` (vetted before torch reads them), everything else
+:func:`lloca_hep.tagger.export.load_exported` (vetted before torch reads them), ``.onnx`` files
+to :func:`lloca_hep.tagger.onnx_backend.load_onnx` (onnx imported on use), everything else
 is read as a ``.pt`` file by :mod:`lloca_hep.tagger.format` and its model rebuilt from
 :mod:`lloca_hep.models`. ``None`` is the tagger shipped in the package.
 """
@@ -27,6 +28,7 @@ from .format import (
     parse_payload,
     read_payload,
 )
+from .onnx_backend import ONNX_SUFFIX, load_onnx, read_onnx_header  # imports onnx lazily
 from .scoring import DEFAULT_BATCH_SIZE, Tagger, resolve_device
 
 __all__ = ["DEFAULT_TAGGER_RESOURCE", "SHIPPED_TAGGERS", "load_tagger", "read_tagger_header",
@@ -106,7 +108,8 @@ def load_tagger(
 
     ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
     Files ending in ``.pt2`` are ``torch.export`` archives, loaded by
-    :func:`lloca_hep.tagger.export.load_exported`.
+    :func:`lloca_hep.tagger.export.load_exported`; ``.onnx`` files are scored by ONNX Runtime
+    (:func:`lloca_hep.tagger.onnx_backend.load_onnx`, CPU only; needs the ``onnx`` extra).
 
     Raises :class:`FileNotFoundError` for a missing file and :class:`TaggerFileError`
     (a ``ValueError``) naming the file and the problem for anything that is not a valid tagger.
@@ -119,6 +122,8 @@ def load_tagger(
     path = Path(path)
     if path.suffix == EXPORTED_SUFFIX:
         return load_exported(path, device=device, batch_size=batch_size)
+    if path.suffix == ONNX_SUFFIX:
+        return load_onnx(path, device=device, batch_size=batch_size)
     dev = resolve_device(device)
     payload = read_payload(path, map_location="cpu")
     header = parse_payload(path, payload)
@@ -160,5 +165,7 @@ def read_tagger_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if path.suffix == EXPORTED_SUFFIX:
         return read_exported_header(path)
+    if path.suffix == ONNX_SUFFIX:
+        return read_onnx_header(path)
     payload = read_payload(path, map_location="cpu")
     return parse_payload(path, payload)
