@@ -20,6 +20,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from lloca_hep._defaults import DEFAULT_MAX_CONSTITUENTS, MAX_CONSTITUENTS_LIMIT
 from lloca_hep.cli._argtypes import (
     fraction,
     json_object,
@@ -30,7 +31,6 @@ from lloca_hep.cli._argtypes import (
     positive_int,
     step_size,
 )
-from lloca_hep.preprocessing.padding import DEFAULT_MAX_CONSTITUENTS
 
 from ._checks import require_number
 
@@ -169,8 +169,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """:class:`ValueError` naming the first field that is out of range."""
-        from lloca_hep.tagger import MAX_CONSTITUENTS_LIMIT
-
         for name in ("epochs", "batch_size", "max_constituents", "memory_limit_bytes"):
             _require_count(name, getattr(self, name))
         for name in ("patience", "max_jets", "max_val_jets", "num_threads"):
