@@ -162,7 +162,8 @@ class TrainConfig:
     device: str = _setting("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     num_threads: int | None = _setting(
         None, flag="--threads", type=positive_int, metavar="N",
-        help="torch CPU threads (None: torch's choice)")
+        help="torch CPU threads (None: OMP_NUM_THREADS, else the cores not busy with other "
+             "processes)")
 
     def __post_init__(self) -> None:
         self.validate()
