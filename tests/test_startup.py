@@ -170,3 +170,43 @@ def test_numba_kernels_work_when_no_cache_can_be_written(tmp_path: Path) -> None
         home.chmod(0o755)
         for path in [site, *site.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# ------------------------------------------------------------------ numba extension entry points
+#: Tags a small file through ``lloca_hep.cli.<entry>`` and prints whether vector's numba
+#: extension (loaded by numba's entry points at the first compilation) got imported.
+ENTRY_PROBE = """
+import json, sys
+from lloca_hep import cli
+sys.argv = ["lloca-hep", "tag", {input!r}, "-o", {output!r}, "--no-progress", "--threads", "1"]
+rc = cli.console_main() if {console!r} else cli.main()
+print(json.dumps([rc, "vector.backends._numba_object" in sys.modules]))
+"""
+
+
+def test_the_command_skips_numba_extensions_and_the_library_keeps_them(tmp_path: Path) -> None:
+    """``lloca-hep`` (console_main) runs only lloca-hep's kernels: numba's extension entry points
+    (awkward's and vector's numba support) are skipped there, and the scores do not change;
+    ``main()`` called from a Python session keeps them for the session's own numba code."""
+    import uproot
+
+    import lloca_hep
+
+    shipped = Path(lloca_hep.__file__).resolve().parent / "data" / "sample.root"
+    sample = tmp_path / "jets50.root"
+    with uproot.open(shipped) as f:
+        arrays = f["jets"].arrays(entry_stop=50)
+    with uproot.recreate(sample) as f:
+        f["jets"] = {name: arrays[name] for name in arrays.fields}
+    scores = {}
+    for console in (True, False):
+        out = tmp_path / f"scores_{console}.root"
+        probe = ENTRY_PROBE.format(input=str(sample), output=str(out), console=console)
+        res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        rc, extension_loaded = json.loads(res.stdout.strip().splitlines()[-1])
+        assert rc == 0 and extension_loaded is (not console)
+        with uproot.open(out) as f:
+            scores[console] = f["scores"]["score"].array(library="np")
+    assert scores[True].tolist() == scores[False].tolist()
