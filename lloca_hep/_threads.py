@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Literal
@@ -77,13 +78,13 @@ def omp_threads() -> int | None:
 
 def dask_worker_threads() -> int | None:
     """The task threads (``nthreads``) of the ``distributed`` worker running this code, or None
-    outside a worker (or without ``distributed``)."""
-    try:
-        from distributed import get_worker
-    except ImportError:
+    outside a worker. ``distributed`` is not imported here (it takes most of a second): a
+    worker has imported it already."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
         return None
     try:
-        worker = get_worker()
+        worker = distributed.get_worker()
     except ValueError:  # not inside a worker
         return None
     return int(worker.state.nthreads)

@@ -191,3 +191,15 @@ def test_dask_worker_threads_inside_a_real_worker() -> None:
     assert choice.source in ("dask", "env")  # OMP_NUM_THREADS, when set, comes first
     assert choice.threads == 1 or choice.source == "env"
     assert _threads.dask_worker_threads() is None  # not in a worker here
+
+
+def test_the_policy_does_not_import_dask() -> None:
+    """Looking for a dask worker must not import ``distributed`` (most of a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lloca_hep._threads import apply_threads\napply_threads()\n"
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.strip() == "[]"
