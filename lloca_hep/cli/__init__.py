@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ._exitcodes import run_command
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "console_main", "main"]
 
 #: Subcommands of ``lloca-hep``, in the order ``--help`` lists them (module names of this package).
 COMMANDS = ("info", "demo", "train", "evaluate", "tag", "export", "generate")
@@ -47,5 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(parser, parser.parse_args(argv))
 
 
+def console_main() -> int:
+    """The ``lloca-hep`` console script (and ``python -m lloca_hep``): :func:`main` in a process
+    of its own, which runs no numba code but lloca-hep's kernels, so numba's extension entry
+    points (awkward's and vector's numba support) are skipped
+    (:func:`lloca_hep._jit.skip_numba_extensions`)."""
+    from lloca_hep._jit import skip_numba_extensions
+
+    skip_numba_extensions()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

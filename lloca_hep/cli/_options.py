@@ -89,8 +89,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, threads: bool = True) ->
 
 
 def set_threads(args: argparse.Namespace) -> None:
-    """``torch.set_num_threads(--threads)`` when the option was given."""
-    if getattr(args, "num_threads", None):
-        import torch
+    """torch's CPU threads: ``--threads`` when given, else ``OMP_NUM_THREADS`` or the cores
+    free (:func:`lloca_hep._threads.apply_threads`; the choice is logged)."""
+    from lloca_hep._threads import apply_threads
 
-        torch.set_num_threads(args.num_threads)
+    apply_threads(getattr(args, "num_threads", None))

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``export`` to the ``lloca-hep`` subcommand parsers."""
-    from lloca_hep.tagger.onnx_export import DEFAULT_OPSET
+    from lloca_hep._defaults import DEFAULT_OPSET
 
     p = add_command(subparsers, "export", run, help=HELP, description=DESCRIPTION)
     p.add_argument("--model", default=None, metavar="TAGGER",

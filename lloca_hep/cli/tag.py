@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``tag`` to the ``lloca-hep`` subcommand parsers."""
-    from lloca_hep.inference import DEFAULT_TAG_STEP_SIZE
+    from lloca_hep._defaults import DEFAULT_TAG_STEP_SIZE
 
     p = add_command(subparsers, "tag", run, help=HELP, description=DESCRIPTION)
     p.add_argument("input", metavar="INPUT", help="ROOT file with jets")

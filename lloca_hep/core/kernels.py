@@ -28,7 +28,8 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
+
+from lloca_hep._jit import njit_cached
 
 __all__ = [
     "can_use_kernels",
@@ -57,7 +58,7 @@ def can_use_kernels(*tensors: torch.Tensor) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _transform_vectors_kernel(t, frames, row_signs, start, num_vectors):  # pragma: no cover
     """In place: ``t[b, n, s, h, start + 4m : start + 4m + 4] <- S_s frames[b, n] @ (that)``.
 
@@ -125,7 +126,7 @@ def transform_vectors_(
     return t
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _rest_boost_into(v, timelike_tol, time_shift, floor, out):  # pragma: no cover - numba
     """``out (4, 4)`` <- pure boost taking the regularised ``v (4,)`` to rest (the rules of
     ``regularise_timelike`` and ``rest_boost``: ``[[u0, -u^T], [-u, I + u u^T / (1 + u0)]]``);
@@ -147,7 +148,7 @@ def _rest_boost_into(v, timelike_tol, time_shift, floor, out):  # pragma: no cov
     return mass
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _boosted_direction(boost, w, floor):  # pragma: no cover - numba
     """Spatial part of ``boost @ w`` normalised (floor on the norm), its norm, and the scale
     (largest absolute component of ``boost @ w``)."""
@@ -161,7 +162,7 @@ def _boosted_direction(boost, w, floor):  # pragma: no cover - numba
     return (c1 / d, c2 / d, c3 / d), norm, scale
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _orthogonalised(w, e1):  # pragma: no cover - numba
     """``w - (w . e1) e1`` and its norm."""
     dot = w[0] * e1[0] + w[1] * e1[1] + w[2] * e1[2]
@@ -169,7 +170,7 @@ def _orthogonalised(w, e1):  # pragma: no cover - numba
     return r, math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol):  # pragma: no cover - numba
     """Rows ``e1, e2, e3`` with the fallbacks of ``gram_schmidt_3d``: ``e1`` from u1, else u2,
     else x; ``e2`` from u2, else u1, else the Cartesian axis least aligned with ``e1``."""
@@ -200,7 +201,7 @@ def _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol):  # pragma: no cove
     return e1, e2, e3
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _polar_frames_kernel(v, out, timelike_tol, time_shift, floor, spatial_tol):  # pragma: no cover
     """``v (M, 3, 4)`` float64 vectors v0, v1, v2 -> ``out (M, 4, 4)`` frames ``L = R B``.
 
@@ -244,7 +245,7 @@ def polar_frames_numba(
     return torch.from_numpy(out).view(*shape, 4, 4)
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _rest_boosts_kernel(v, out, mass, timelike_tol, time_shift, floor):  # pragma: no cover
     """``v (M, 4)`` -> ``out (M, 4, 4)`` rest boosts and ``mass (M,)`` of the regularised ``v``."""
     for m in range(v.shape[0]):
@@ -264,7 +265,7 @@ def rest_boosts_numba(
     return torch.from_numpy(out).view(*shape, 4, 4), torch.from_numpy(mass).view(shape)
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _relative_frames_kernel(frames, ref, out):  # pragma: no cover - numba
     """``out[b, n] = frames[b, n] @ g ref[b]^T g`` for ``frames (B, N, 4, 4)``, ``ref (B, 4, 4)``."""
     for b in range(frames.shape[0]):

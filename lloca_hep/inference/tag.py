@@ -12,12 +12,13 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from lloca_hep._defaults import DEFAULT_TAG_STEP_SIZE
 from lloca_hep.io.writers import FRIEND_TREE, SCORE_BRANCH
 from lloca_hep.tagger import EmptyJetWarning, NonFiniteScoreWarning, Tagger, load_tagger
 
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_TAG_STEP_SIZE", "tag_file"]
 
-DEFAULT_TAG_STEP_SIZE = "50 MB"
+log = logging.getLogger(__name__)
 
 
 def tag_file(

@@ -60,6 +60,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from lloca_hep._threads import apply_threads, check_threads
 from lloca_hep.features import InputSpec, feature_columns
 from lloca_hep.preprocessing.conversion import polar_to_cartesian
 from lloca_hep.preprocessing.join import (
@@ -168,7 +169,14 @@ class JetTagger(numpy_call_wrapper):
         checks of :func:`lloca_hep.io.read_jets`): ``"raise"`` a
         :class:`lloca_hep.io.InvalidMomentumError` naming the jet, or ``"drop"`` them with a
         counted :class:`lloca_hep.io.InvalidConstituentsWarning`.
+    threads:
+        torch CPU threads for scoring; ``None``: ``OMP_NUM_THREADS``, one per task inside a dask
+        worker, else the cores not busy with other processes (:mod:`lloca_hep._threads`). Set
+        in the thread that scores, at each call.
     """
+
+    #: torch CPU threads (None: the policy of :mod:`lloca_hep._threads`).
+    threads: int | None = None
 
     def __init__(
         self,
@@ -178,8 +186,10 @@ class JetTagger(numpy_call_wrapper):
         *,
         device: str = "auto",
         on_invalid: str = "raise",
+        threads: int | None = None,
     ) -> None:
         super().__init__()
+        self.threads = check_threads(threads)
         if on_invalid not in ON_INVALID:
             raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
         self.on_invalid = on_invalid
@@ -253,7 +263,8 @@ class JetTagger(numpy_call_wrapper):
             stat = Path(self.model_path).stat()
             mtime = (stat.st_mtime_ns, stat.st_size)
         return (type(self).__name__, self.model_path, mtime, self.collection,
-                self.max_constituents, self.device, self.on_invalid, id(self) if self._in_memory else None)
+                self.max_constituents, self.device, self.on_invalid, self.threads,
+                id(self) if self._in_memory else None)
 
     _in_memory = False
 
@@ -429,6 +440,7 @@ class JetTagger(numpy_call_wrapper):
         if n_jets == 0:
             return out
         tagger = self.tagger
+        apply_threads(self.threads)  # in this thread: OpenMP team sizes are per thread
         max_n = self.max_constituents or int(tagger.max_constituents)
         sort_by_pt = bool(getattr(tagger, "sort_by_pt", True))
         rows = None

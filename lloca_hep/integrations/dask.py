@@ -317,6 +317,7 @@ def score_files(
     device: str = "auto",
     overwrite: bool = False,
     scheduler: Any = None,
+    threads: int | None = None,
 ) -> list[Path]:
     """Score every jet of ``paths`` and write entry-aligned friend trees into ``output_dir``.
 
@@ -346,6 +347,12 @@ def score_files(
     overwrite:
         Replace existing output files; otherwise an existing output is an error (raised before
         any work starts).
+    threads:
+        torch CPU threads per task; ``None``: ``OMP_NUM_THREADS`` (dask's nanny sets 1 in the
+        worker processes it starts), one per task in a ``distributed`` worker, else the cores
+        not busy with other processes (:mod:`lloca_hep._threads`). dask's local threaded
+        scheduler runs several tasks at once in this process: give ``threads=1`` there on a
+        shared machine.
     scheduler:
         Passed to :func:`dask.compute`; ``None`` uses the active ``dask.distributed.Client``
         when there is one, else dask's default (threads).
@@ -371,7 +378,7 @@ def score_files(
     out_dir = Path(output_dir).expanduser().resolve()
     with contextlib.ExitStack() as stack:
         tagger = JetTagger(model, collection=collection, max_constituents=max_constituents,
-                           device=device)
+                           device=device, threads=threads)
         features, class_names = tagger.io_spec()
         inputs = [_inspect(p, tree, collection, stack, features if len(features) else None)
                   for p in in_paths]

@@ -14,10 +14,11 @@ Kinematics of jets (rest frames, reference vectors, features) live in :mod:`lloc
 
 from __future__ import annotations
 
+from lloca_hep._defaults import DEFAULT_MAX_CONSTITUENTS
+
 from .conversion import polar_to_cartesian
 from .join import IndexTableError, join_index_table
 from .padding import (
-    DEFAULT_MAX_CONSTITUENTS,
     EmptyJetsWarning,
     PaddedJets,
     argsort_by_pt,

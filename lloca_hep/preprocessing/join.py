@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
+
+from lloca_hep._jit import njit_cached
 
 from .conversion import polar_to_cartesian
 from .padding import offsets_from_counts
@@ -62,7 +63,7 @@ class IndexTableError(ValueError):
         )
 
 
-@numba.njit(cache=True)
+@njit_cached()
 def _count_rows(jet_counts, row_counts, row_jet, row_cand, cand_counts, per_jet):  # pragma: no cover
     """Fill ``per_jet`` with the rows of each jet; -1 if every index is valid, else the flat
     index of the first bad row."""
@@ -82,7 +83,7 @@ def _count_rows(jet_counts, row_counts, row_jet, row_cand, cand_counts, per_jet)
     return -1
 
 
-@numba.njit(cache=True)
+@njit_cached()
 def _fill_selection(jet_counts, row_counts, row_jet, row_cand, cand_counts, offsets,
                     selection):  # pragma: no cover
     """Scatter each row's flat candidate index into its jet's slot (table order kept)."""

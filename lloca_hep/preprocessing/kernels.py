@@ -14,7 +14,8 @@ The public, checked wrappers live in :mod:`lloca_hep.preprocessing.padding` and
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from lloca_hep._jit import njit_cached
 
 #: Sorting modes of :func:`pad_kernel`.
 SORT_NEVER = 0
@@ -33,7 +34,7 @@ FLAG_SPACELIKE = 3
 _INSERTION_RUN = 48
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def _stable_argsort(keys, n, idx, tmp, key_tmp):
     """Stable ascending argsort of ``keys[:n]`` into ``idx[:n]`` without allocating.
 
@@ -97,7 +98,7 @@ def _stable_argsort(keys, n, idx, tmp, key_tmp):
             idx[k] = src[k]
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def pad_kernel(
     offsets, px, py, pz, energy, sort_by_pt, scratch, order, order_tmp, key_tmp, out, mask,
     n_constituents,
@@ -154,7 +155,7 @@ def pad_kernel(
             mask[i, k] = False
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def pad_with_scalars_kernel(
     offsets, px, py, pz, energy, scalars, sort_by_pt, scratch, order, order_tmp, key_tmp, out,
     out_scalars, mask, n_constituents,
@@ -199,7 +200,7 @@ def pad_with_scalars_kernel(
             mask[i, k] = False
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def argsort_pt_kernel(offsets, px, py, scratch, order, order_tmp, key_tmp, out):
     """Global permutation that sorts constituents by descending pT inside each jet.
 
@@ -225,7 +226,7 @@ def argsort_pt_kernel(offsets, px, py, scratch, order, order_tmp, key_tmp, out):
 
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def check_momenta_kernel(px, py, pz, energy, rel_tol, abs_tol, flags):
     """Flag unphysical constituents; returns the number flagged.
 

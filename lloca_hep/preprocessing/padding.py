@@ -22,11 +22,9 @@ import awkward as ak
 import numpy as np
 import numpy.typing as npt
 
-from . import kernels
+from lloca_hep._defaults import DEFAULT_MAX_CONSTITUENTS
 
-#: Default number of constituents kept per jet (hardest first), the one default of every route
-#: (padding, ``lloca-hep train``/``TrainConfig``); a tagger file stores its own value.
-DEFAULT_MAX_CONSTITUENTS = 64
+from . import kernels
 
 
 class EmptyJetsWarning(UserWarning):

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from lloca_hep._defaults import MAX_CONSTITUENTS_LIMIT
 from lloca_hep._files import atomic_output
 from lloca_hep.errors import FeatureError
 from lloca_hep.features import InputSpec
@@ -60,10 +61,6 @@ FORMAT_VERSION_V1 = 1
 #: Suffix of ``torch.export`` archives, loaded through :mod:`lloca_hep.tagger.export`.
 EXPORTED_SUFFIX = ".pt2"
 _HEADER_KEYS = ("format", "format_version", "model_name", "config", "max_constituents")
-#: Largest ``max_constituents`` a tagger may have. Real jets have at most a few hundred
-#: constituents; a file asking for more is damaged or hostile (padding 10**12 constituents
-#: would exhaust memory), so :func:`validate_header` and :class:`Tagger` refuse it.
-MAX_CONSTITUENTS_LIMIT = 4096
 #: Most classes a tagger file may name.
 MAX_CLASSES = 1000
 

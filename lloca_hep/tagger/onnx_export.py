@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep._defaults import DEFAULT_OPSET
 from lloca_hep._files import atomic_output
 
 from .export import EXAMPLE_BATCH, EXAMPLE_CONSTITUENTS, EXAMPLE_SEED, _example_inputs
@@ -88,8 +89,6 @@ __all__ = ["CHECK_ATOL", "DEFAULT_OPSET", "export_onnx", "onnx_metadata", "proba
 
 log = logging.getLogger(__name__)
 
-#: ai.onnx opset of the exported graph (ONNX Runtime >= 1.14 runs it; the exporter needs >= 18).
-DEFAULT_OPSET = 18
 #: Largest |ONNX Runtime - torch| probability accepted by the check before writing.
 CHECK_ATOL = 1e-5
 #: Shapes (batch, constituents) of the example batches of that check.

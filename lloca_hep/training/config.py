@@ -20,6 +20,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from lloca_hep._defaults import DEFAULT_MAX_CONSTITUENTS, MAX_CONSTITUENTS_LIMIT
 from lloca_hep.cli._argtypes import (
     fraction,
     json_object,
@@ -30,7 +31,6 @@ from lloca_hep.cli._argtypes import (
     positive_int,
     step_size,
 )
-from lloca_hep.preprocessing.padding import DEFAULT_MAX_CONSTITUENTS
 
 from ._checks import require_number
 
@@ -162,15 +162,14 @@ class TrainConfig:
     device: str = _setting("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     num_threads: int | None = _setting(
         None, flag="--threads", type=positive_int, metavar="N",
-        help="torch CPU threads (None: torch's choice)")
+        help="torch CPU threads (None: OMP_NUM_THREADS, else the cores not busy with other "
+             "processes)")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """:class:`ValueError` naming the first field that is out of range."""
-        from lloca_hep.tagger import MAX_CONSTITUENTS_LIMIT
-
         for name in ("epochs", "batch_size", "max_constituents", "memory_limit_bytes"):
             _require_count(name, getattr(self, name))
         for name in ("patience", "max_jets", "max_val_jets", "num_threads"):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep._threads import apply_threads
 from lloca_hep.errors import LabelError
 from lloca_hep.features import InputSpec, resolve_features
 from lloca_hep.models.registry import resolve_model_name
@@ -143,8 +144,7 @@ def train(
     ckpt = load_checkpoint(ckpt_path) if config.resume and ckpt_path.exists() else None
     if config.resume and ckpt is None:
         log.warning("no checkpoint in %s; starting a new run", out_dir)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    apply_threads(config.num_threads)  # None: OMP_NUM_THREADS or the cores free
     dev = resolve_device(config.device)
 
     inputs = resolve_features(config.features)  # feature files are checked before any data
