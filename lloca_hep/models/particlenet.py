@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..core.features import NUM_LOCAL_FEATURES, local_features
@@ -42,7 +43,7 @@ from ._common import check_inputs, check_scalars, empty_logits, masked_mean, pad
 from ._layers import MaskedBatchNorm, check_widths
 from .plain import FEATURE_NAMES, jet_relative_features
 
-__all__ = ["EdgeConvBlock", "LLoCaParticleNet", "ParticleNet", "select_neighbours"]
+__all__ = ["EdgeConvBlock", "LLoCaParticleNet", "ParticleNet", "batch_norm", "select_neighbours"]
 
 #: The paper's configuration.
 NEIGHBOURS = 16
@@ -90,17 +91,62 @@ def _squared_distances(x: torch.Tensor) -> torch.Tensor:
     return (sq[:, :, None] + sq[:, None, :] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
 
 
+def batch_norm(norm: MaskedBatchNorm, x: torch.Tensor, valid: torch.Tensor,
+               all_valid: bool | None = None) -> torch.Tensor:
+    """``norm(x, valid)`` (:class:`~lloca_hep.models._layers.MaskedBatchNorm` of the last axis of
+    ``x (..., C)`` over the entries where ``valid`` is True) on torch's fused ``batch_norm``
+    kernels: the same statistics, output on the valid entries and running estimates. Entries
+    that are not valid are zero in training (the masked form transforms them; both are for the
+    caller to ignore). ``all_valid``: ``bool(valid.all())`` if the caller knows it."""
+    C = x.shape[-1]
+    flat = x.reshape(-1, C)
+    if not norm.training:
+        return F.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                            False, 0.0, norm.eps).view_as(x)
+    if torch.compiler.is_compiling():  # traced: no data-dependent branches
+        return norm(x, valid)
+    v = valid.reshape(-1)
+    if all_valid is None:
+        all_valid = bool(v.all())
+    if (not all_valid and int(v.sum()) < 2) or flat.shape[0] < 2:
+        return norm(x, valid)  # its rules for batches of zero or one counted entry
+    args = (norm.running_mean, norm.running_var, norm.weight, norm.bias, True, norm.momentum,
+            norm.eps)
+    if all_valid:
+        return F.batch_norm(flat, *args).view_as(x)
+    out = flat.new_zeros(flat.shape).index_put((v,), F.batch_norm(flat[v], *args))
+    return out.view_as(x)
+
+
+def _all_valid(valid: torch.Tensor) -> bool:
+    """``bool(valid.all())``; False while tracing (the general masked form is traced)."""
+    return False if torch.compiler.is_compiling() else bool(valid.all())
+
+
+def _folded(norm: MaskedBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation-mode normalisation as ``x * scale + shift``."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
 class EdgeConvBlock(nn.Module):
     """EdgeConv: ``x (B, N, C)`` -> ``(B, N, widths[-1])``.
 
     Edge ``(i, j)`` features ``[x_i, x_j - x_i, extra_ij]`` -> per width ``Linear (no bias) ->
     MaskedBatchNorm -> ReLU`` -> mean over the valid neighbours; plus the shortcut ``x`` (or
     ``BatchNorm(Linear x)`` when the width changes); ReLU; padded rows zero.
+
+    Computed without forming the edge features: the first linear layer ``W = [W_a, W_b, W_c]``
+    of an edge is ``(W_a - W_b) x_i + W_b x_j + W_c extra_ij``, whose first two terms are
+    products per particle (``k`` times fewer than per edge), gathered at the neighbours; the
+    normalisations run on torch's fused kernels (:func:`batch_norm`) and, in evaluation, are
+    folded into the linear layers.
     """
 
     def __init__(self, in_dim: int, widths: Sequence[int], extra_edge_dim: int = 0):
         super().__init__()
         dims = [2 * in_dim + extra_edge_dim, *widths]
+        self.in_dim = in_dim
         self.linears = nn.ModuleList(
             nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.norms = nn.ModuleList(MaskedBatchNorm(b) for b in dims[1:])
@@ -112,19 +158,48 @@ class EdgeConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor,
-                mask: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor, extra: torch.Tensor | None = None,
+                all_valid: bool | None = None) -> torch.Tensor:
         """``x (B, N, C)``, neighbours ``idx``/``valid (B, N, k)``, ``mask (B, N)``, optional
-        edge features ``extra (B, N, k, E)``."""
-        xj = _gather(x, idx)
-        xi = x[:, :, None].expand_as(xj)
-        e = torch.cat([xi, xj - xi] if extra is None else [xi, xj - xi, extra], dim=-1)
-        for lin, norm in zip(self.linears, self.norms, strict=True):
-            e = self.act(norm(lin(e), valid))
-        w = valid[..., None].to(e.dtype)
-        agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+        edge features ``extra (B, N, k, E)``; ``all_valid``: ``bool(valid.all())`` if known."""
+        C = self.in_dim
+        if all_valid is None:
+            all_valid = _all_valid(valid)
+        weight = self.linears[0].weight
+        w_nb = weight[:, C:2 * C]
+        w_self, w_extra = weight[:, :C] - w_nb, weight[:, 2 * C:]
+        shift: torch.Tensor | None = None
+        if not self.training:
+            scale, shift = _folded(self.norms[0])
+            w_self, w_nb, w_extra = scale[:, None] * w_self, scale[:, None] * w_nb, \
+                scale[:, None] * w_extra
+        node = x @ w_self.t()
+        if shift is not None:
+            node = node + shift
+        e = node[:, :, None] + _gather(x @ w_nb.t(), idx)  # (B, N, k, width)
+        if extra is not None:
+            width = e.shape[-1]
+            e = torch.addmm(e.reshape(-1, width), extra.reshape(-1, extra.shape[-1]),
+                            w_extra.t()).view(e.shape)
+        if self.training:
+            e = batch_norm(self.norms[0], e, valid, all_valid)
+        e = torch.relu(e)
+        for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
+            flat = e.reshape(-1, e.shape[-1])
+            if self.training:
+                flat = batch_norm(norm, flat @ lin.weight.t(), valid, all_valid)
+            else:
+                scale, shift = _folded(norm)
+                flat = torch.addmm(shift, flat, (scale[:, None] * lin.weight).t())
+            e = torch.relu(flat).view(*e.shape[:-1], -1)
+        if all_valid:
+            agg = e.mean(2)
+        else:
+            w = valid[..., None].to(e.dtype)
+            agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
         sc = x
         if self.shortcut is not None and self.shortcut_norm is not None:
-            sc = self.shortcut_norm(self.shortcut(x), mask)
+            sc = batch_norm(self.shortcut_norm, self.shortcut(x), mask)
         return self.act(agg + sc) * mask[..., None].to(x.dtype)
 
 
@@ -204,10 +279,10 @@ class ParticleNet(nn.Module):
         points = x[..., list(COORDINATE_COLUMNS)]
         if scalars is not None:
             x = torch.cat([x, scalars.to(x.dtype) * mask[..., None].to(x.dtype)], dim=-1)
-        h = self.input_norm(x.to(dtype), mask) * mask[..., None].to(dtype)
+        h = batch_norm(self.input_norm, x.to(dtype), mask) * mask[..., None].to(dtype)
         for block in self.blocks:
             idx, valid = select_neighbours(_squared_distances(points), mask, self.neighbours)
-            h = block(h, idx, valid, mask)
+            h = block(h, idx, valid, mask, all_valid=_all_valid(valid))
             points = h
         return self.head(h, mask)
 
@@ -302,7 +377,7 @@ class LLoCaParticleNet(nn.Module):
             x = torch.cat([x, scalars[..., :n_inv].to(x.dtype) * mask[..., None].to(x.dtype)],
                           dim=-1)
         m = mask[..., None].to(dtype)
-        h = self.input_norm(x.to(dtype), mask) * m
+        h = batch_norm(self.input_norm, x.to(dtype), mask) * m
         d = _invariant_distances(lf)
         for block, to_vec, edge_norm in zip(self.blocks, self.to_vectors, self.edge_norms,
                                             strict=True):
@@ -311,7 +386,8 @@ class LLoCaParticleNet(nn.Module):
             edges = edge_frames(lf.relative, idx)
             if edges is not None:  # into frame i: L_i L_j^{-1}
                 vj = torch.matmul(vj, edges.to(dtype).transpose(-1, -2))
-            em = edge_norm(self._edge_momenta(lf, idx).to(dtype), valid)
-            h = block(h, idx, valid, mask, torch.cat([em, vj.flatten(-2)], dim=-1))
+            all_valid = _all_valid(valid)
+            em = batch_norm(edge_norm, self._edge_momenta(lf, idx).to(dtype), valid, all_valid)
+            h = block(h, idx, valid, mask, torch.cat([em, vj.flatten(-2)], dim=-1), all_valid)
             d = _squared_distances(h)
         return self.head(h, mask)
