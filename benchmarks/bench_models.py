@@ -39,11 +39,14 @@ call; wall clock and CPU time of the calling thread (with ``--threads 1``, the d
 thread does all the work).
 
 ``--memory`` (issue 15) runs every configuration of :data:`MEMORY_CONFIGS` (ParT and LLoCa-ParT,
-inference and a training step, N = 128, batch 256) in a fresh subprocess and reports its peak
-resident memory (``ru_maxrss``) after a small warm-up call (numba compilation, caches) and the
-increase of that peak caused by the measured call. ``tracemalloc`` does not see torch's
-allocations and torch keeps no allocator statistics on the CPU, but every tensor byte written is
-resident, so the high-water mark of the process bounds the live tensors from above.
+inference and a training step, N = 128, batch 256) in fresh subprocesses, after warm-up calls
+with two jets at the same N (numba compilation, caches, first-touch costs), and reports (1) the
+peak resident memory of the process (``ru_maxrss``) and its increase by the measured call, and
+(2) in a second process the peak of live tensor bytes during the call, from the allocations and
+frees that ``torch.profiler`` records with ``profile_memory=True``. ``tracemalloc`` does not see
+torch's allocations and torch keeps no allocator statistics on the CPU. (1) is what the machine
+pays and includes memory that glibc's allocator keeps after frees (fragmentation, reusable by
+the next call); (2) is what the tensors need.
 ``--memory-limit-gb`` caps the address space of each child, so that an implementation that needs
 more fails with an allocation error instead of pushing the machine into swap or the OOM killer.
 """
@@ -348,7 +351,10 @@ TWIN_LR = 1e-4
 MEMORY_CONFIGS = tuple(
     (m, kind, 128, 256) for m in ("part", "llocapart") for kind in ("inference", "train")
 )
-#: Warm-up call of a memory child before the measured one (jets, constituents).
+#: Warm-up calls of a memory child before the measured one (this many jets at the measured N):
+#: numba compilation, caches, and the first-touch costs of that N.
+MEMORY_WARMUP_JETS = 2
+#: Warm-up training step of the twin benchmark (jets, constituents).
 MEMORY_WARMUP = (2, 8)
 
 
@@ -422,52 +428,79 @@ def twins_table(pairs, sizes, infer_batch: int, train_batch: int, repeats: int) 
           f"training batch {train_batch}; load average {os.getloadavg()[0]:.2f} at the end")
 
 
-def memory_child(model_key: str, kind: str, n: int, batch: int, limit_gb: float) -> dict:
-    """Peak resident memory of one call in this (fresh) process; see the module docstring."""
+def _live_tensor_peak(fn) -> float:
+    """MiB: the highest sum of live tensor bytes during ``fn()``, from the allocations and frees
+    that ``torch.profiler`` records with ``profile_memory=True`` (every op, forward and
+    backward), relative to the start."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def memory_child(model_key: str, kind: str, n: int, batch: int, limit_gb: float,
+                 method: str) -> dict:
+    """Memory of one call in this (fresh) process; see the module docstring. ``method``
+    "rss": the peak resident set (``ru_maxrss``) and its increase by the call; "tensors": the
+    peak of live tensor bytes during the call (:func:`_live_tensor_peak`)."""
     if limit_gb > 0:
         cap = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     stepper = _Stepper(_twin_model(model_key))
-    warm = toy_jets(*MEMORY_WARMUP, min_constituents=2, seed=1)
-    stepper.train(*warm)
-    stepper.infer(*warm)
+    call = getattr(stepper, "infer" if kind == "inference" else "train")
+    call(*toy_jets(MEMORY_WARMUP_JETS, n, min_constituents=n, seed=1))  # warm-up, same kind
     p4, mask = toy_jets(batch, n, min_constituents=n, seed=n + batch)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
     t0 = time.perf_counter()
     try:
-        getattr(stepper, "infer" if kind == "inference" else "train")(p4, mask)
+        if method == "tensors":
+            return {"tensors_mb": _live_tensor_peak(lambda: call(p4, mask))}
+        call(p4, mask)
     except (RuntimeError, MemoryError) as err:  # the address-space cap
         return {"error": str(err).splitlines()[0][:200], "before_mb": before}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"before_mb": before, "peak_mb": peak, "seconds": time.perf_counter() - t0}
 
 
+def _memory_run(args: list[str]) -> dict:
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
+                       capture_output=True, text=True)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode or not lines:
+        tail = r.stderr.strip().splitlines()[-1:] or [""]
+        return {"error": f"exit {r.returncode}: {tail[0][:80]}"}
+    return json.loads(lines[-1])
+
+
 def memory_table(limit_gb: float, threads: int, batches: list[int] | None = None) -> None:
-    """Print the peak memory of :data:`MEMORY_CONFIGS` (at each of ``batches`` instead of
-    their batch, if given), one fresh subprocess each."""
+    """Print the memory of :data:`MEMORY_CONFIGS` (at each of ``batches`` instead of their
+    batch, if given), two fresh subprocesses each (resident set; live tensors)."""
     import lloca_hep
 
     print(f"lloca_hep from {Path(lloca_hep.__file__).parent}\n")
-    print("| model | call | N | batch | peak RSS MB | increase by the call MB | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | call | N | batch | peak RSS MB | RSS increase by the call MB "
+          "| live tensor peak MB | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     configs = [(m, k, n, b) for m, k, n, b0 in MEMORY_CONFIGS for b in (batches or [b0])]
     for model_key, kind, n, batch in configs:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child",
-               f"{model_key},{kind},{n},{batch}", "--memory-limit-gb", str(limit_gb),
-               "--threads", str(threads)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        if r.returncode or not lines:
-            print(f"| {model_key} | {kind} | {n} | {batch} | failed (exit {r.returncode}: "
-                  f"{r.stderr.strip().splitlines()[-1:] }) | | |", flush=True)
-            continue
-        res = json.loads(lines[-1])
-        if "error" in res:
-            print(f"| {model_key} | {kind} | {n} | {batch} | > {limit_gb:g} GB address space "
-                  f"(refused: {res['error'][:60]}) | | |", flush=True)
-            continue
-        print(f"| {model_key} | {kind} | {n} | {batch} | {res['peak_mb']:.0f} "
-              f"| {res['peak_mb'] - res['before_mb']:.0f} | {res['seconds']:.1f} |", flush=True)
+        base = ["--memory-child", f"{model_key},{kind},{n},{batch}", "--memory-limit-gb",
+                str(limit_gb), "--threads", str(threads)]
+        rss = _memory_run([*base, "--memory-method", "rss"])
+        cells = [f"{model_key} | {kind} | {n} | {batch}"]
+        if "error" in rss:
+            cells += [f"refused at {limit_gb:g} GB address space ({rss['error'][:50]})", "", "",
+                      ""]
+        else:
+            tensors = _memory_run([*base, "--memory-method", "tensors"])
+            cells += [f"{rss['peak_mb']:.0f}", f"{rss['peak_mb'] - rss['before_mb']:.0f}",
+                      f"{tensors['tensors_mb']:.0f}" if "tensors_mb" in tensors else "n/a",
+                      f"{rss['seconds']:.1f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -513,6 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-batches", default=None,
                     help="with --memory: comma-separated batch sizes instead of 256")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-method", default="rss", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is None:
@@ -520,7 +554,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_child:
         torch.set_num_threads(args.threads)
         key, kind, n, batch = args.memory_child.split(",")
-        print(json.dumps(memory_child(key, kind, int(n), int(batch), args.memory_limit_gb)))
+        print(json.dumps(memory_child(key, kind, int(n), int(batch), args.memory_limit_gb,
+                                      args.memory_method)))
         return
     if args.memory:
         batches = [int(b) for b in args.memory_batches.split(",")] if args.memory_batches else None

@@ -79,6 +79,14 @@ def test_chunked_equals_all_pairs(jets, cls, training, monkeypatch):
     want = _run(_model(cls).train(training), p, mask, True, monkeypatch)
     got = _run(_model(cls).train(training), p, mask, False, monkeypatch)
     _assert_same(got, want)
+    if not training:  # evaluation without autograd: per chunk of rows straight into the bias
+        model = _model(cls).eval()
+        with torch.no_grad():
+            with monkeypatch.context() as mp:
+                mp.setattr(_part_layers, "PAIR_CHUNK_PAIRS", SMALL_CHUNK)
+                chunked = model(p, mask)
+            monkeypatch.setattr(PairEmbed, "forward", PairEmbed.reference)
+            torch.testing.assert_close(chunked, model(p, mask), **OUT_TOL)
     if training:  # the statistics were really updated
         pe = _model(cls).net.pair_embed
         assert not torch.allclose(got[2]["net.pair_embed.norms.0.running_mean"],

@@ -14,6 +14,7 @@ import lloca_hep
 from lloca_hep.core.lorentz import apply, random_lorentz
 from lloca_hep.core.testing import degenerate_jets, toy_jets
 from lloca_hep.models import LLoCaParticleNet, ParticleNet, build_model, model_name
+from lloca_hep.models import particlenet
 from lloca_hep.models.particlenet import EdgeConvBlock, _gather, select_neighbours
 from lloca_hep.tagger import Tagger, load_tagger
 from lloca_hep.tagger.export import export_tagger
@@ -169,10 +170,10 @@ def _edgeconv_reference(block, x, idx, valid, mask, extra):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("padded", [False, True])
-def test_edgeconv_equals_edge_feature_form(training, padded):
+def test_edgeconv_equals_edge_feature_form(training, padded, monkeypatch):
     """The per-particle form of the first layer, the fused normalisations and (evaluation) the
     folded ones compute the textbook EdgeConv: outputs, gradients of the inputs and of every
-    parameter, running statistics (float64)."""
+    parameter, running statistics (float64); evaluation without autograd (chunks of edges) too."""
     import copy
 
     gen = torch.Generator().manual_seed(3)
@@ -206,6 +207,11 @@ def test_edgeconv_equals_edge_feature_form(training, padded):
         results.append((out.detach(), grads, dict(block.named_buffers())))
     (out, grads, bufs), (out0, grads0, bufs0) = results
     torch.testing.assert_close(out, out0, **EXACT)
+    if not training:
+        monkeypatch.setattr(particlenet, "EDGE_CHUNK", 2 * k + 1)  # a few particles per chunk
+        with torch.no_grad():
+            chunked = fast(x.detach(), idx, valid, mask, extra.detach())
+        torch.testing.assert_close(chunked, out0, **EXACT)
     for name, g0 in grads0.items():
         torch.testing.assert_close(grads[name], g0, **EXACT, msg=lambda m, n=name: f"{n}: {m}")
     for name, b0 in bufs0.items():

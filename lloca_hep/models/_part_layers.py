@@ -151,7 +151,8 @@ class PairEmbed(nn.Module):
     (chunk means and variances combined exactly). While autograd records, each chunk is
     checkpointed: its activations are recomputed in the backward pass instead of kept. What is
     held for all pairs is ``(n_pairs, NUM_PAIR_FEATURES)`` features and ``(n_pairs, heads)``
-    outputs; padded pairs are skipped and get a zero bias.
+    outputs (in evaluation without autograd, the bias only); padded pairs are skipped and get a
+    zero bias.
     """
 
     def __init__(self, widths: Sequence[int], heads: int):
@@ -256,12 +257,12 @@ class PairEmbed(nn.Module):
                 return self.reference(pairs, mask, dtype)
             feats, valid = pairs(0, N)
             x = self.input_norm(feats.to(dtype).reshape(-1, NUM_PAIR_FEATURES), valid.reshape(-1))
-            hidden = [self._fold(k, self.norms[k].running_mean.to(dtype),
-                                 self.norms[k].running_var.to(dtype))
-                      for k in range(len(self.linears) - 1)]
+            hidden = self._folded_running(dtype)
             z = _affine_chain(x, hidden, self.linears[-1].weight, self.linears[-1].bias)
             out = self.norms[-1](z, valid.reshape(-1))
             return out.view(B, N, N, self.heads).permute(0, 3, 1, 2)
+        if not self.training and not torch.is_grad_enabled():
+            return self._evaluate(pairs, mask, dtype)
         x, counts, index = self._real_pairs(pairs, mask, dtype)
         x = self.input_norm(x, counts)
         hidden: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -272,9 +273,7 @@ class PairEmbed(nn.Module):
                 self._update_running(k, mean, var, src.shape[0])
                 hidden.append(self._fold(k, mean, var))
         else:
-            hidden = [self._fold(k, self.norms[k].running_mean.to(x.dtype),
-                                 self.norms[k].running_var.to(x.dtype))
-                      for k in range(len(self.linears) - 1)]
+            hidden = self._folded_running(x.dtype)
         last = self.linears[-1]
         size = PAIR_CHUNK_PAIRS
         chunks = [_checkpointed(_affine_chain, x[lo:lo + size], _flat(hidden), last.weight,
@@ -283,8 +282,36 @@ class PairEmbed(nn.Module):
             chunks = [x.new_zeros(0, self.heads)]
         z = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         out = self.norms[-1](z, counts)
-        full = out.new_zeros(B * N * N, self.heads).index_copy(0, index, out)
-        return full.view(B, N * N, self.heads).transpose(1, 2).reshape(B, self.heads, N, N)
+        full = out.new_zeros(B, self.heads, N * N)
+        full[index // (N * N), :, index % (N * N)] = out
+        return full.view(B, self.heads, N, N)
+
+    def _folded_running(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The hidden layers with their running statistics folded in."""
+        return [self._fold(k, self.norms[k].running_mean.to(dtype),
+                           self.norms[k].running_var.to(dtype))
+                for k in range(len(self.linears) - 1)]
+
+    def _evaluate(self, pairs: PairFeatures, mask: torch.Tensor,
+                  dtype: torch.dtype) -> torch.Tensor:
+        """Evaluation without autograd: each chunk of query rows goes from its features to its
+        entries of the bias; nothing but the bias is held for all pairs."""
+        B, N = mask.shape
+        hidden = self._folded_running(dtype)
+        last = self.linears[-1]
+        full = torch.zeros(B, self.heads, N, N, dtype=dtype, device=mask.device)
+        rows = max(1, min(N, PAIR_CHUNK_PAIRS // max(1, B * N)))
+        for lo in range(0, N, rows):
+            hi = min(N, lo + rows)
+            feats, valid = pairs(lo, hi)
+            b, i, j = (mask[:, lo:hi, None] & mask[:, None]).nonzero(as_tuple=True)
+            x = self.input_norm(feats[b, i, j].to(dtype), valid[b, i, j])
+            for start in range(0, x.shape[0], PAIR_CHUNK_PAIRS):
+                stop = start + PAIR_CHUNK_PAIRS
+                z = _affine_chain(x[start:stop], hidden, last.weight, last.bias)
+                full[b[start:stop], :, i[start:stop] + lo, j[start:stop]] = \
+                    self.norms[-1](z, valid.new_ones(z.shape[0]))
+        return full
 
 
 class ParTBlock(nn.Module):

@@ -50,6 +50,8 @@ NEIGHBOURS = 16
 EDGE_DIMS = ((64, 64, 64), (128, 128, 128), (256, 256, 256))
 FC_DIM = 256
 DROPOUT = 0.1
+#: Edges per chunk of the edge MLP in evaluation without autograd (cache-sized activations).
+EDGE_CHUNK = 1 << 14
 #: Distance of padded partners and of the constituent itself (never chosen).
 FAR = 1e30
 #: Columns of :func:`~lloca_hep.models.plain.jet_relative_features` used as the first
@@ -168,22 +170,23 @@ class EdgeConvBlock(nn.Module):
         weight = self.linears[0].weight
         w_nb = weight[:, C:2 * C]
         w_self, w_extra = weight[:, :C] - w_nb, weight[:, 2 * C:]
-        shift: torch.Tensor | None = None
         if not self.training:
             scale, shift = _folded(self.norms[0])
             w_self, w_nb, w_extra = scale[:, None] * w_self, scale[:, None] * w_nb, \
                 scale[:, None] * w_extra
-        node = x @ w_self.t()
-        if shift is not None:
-            node = node + shift
+            node = torch.addmm(shift, x.reshape(-1, C), w_self.t()).view(*x.shape[:2], -1)
+            if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+                agg = self._aggregate_chunked(node, x @ w_nb.t(), w_extra, idx, valid, extra,
+                                              all_valid)
+                return self._finish(agg, x, mask)
+        else:
+            node = x @ w_self.t()
         e = node[:, :, None] + _gather(x @ w_nb.t(), idx)  # (B, N, k, width)
         if extra is not None:
-            width = e.shape[-1]
-            e = torch.addmm(e.reshape(-1, width), extra.reshape(-1, extra.shape[-1]),
-                            w_extra.t()).view(e.shape)
+            e.view(-1, e.shape[-1]).addmm_(extra.reshape(-1, extra.shape[-1]), w_extra.t())
         if self.training:
             e = batch_norm(self.norms[0], e, valid, all_valid)
-        e = torch.relu(e)
+        e = torch.relu_(e)  # in place: fresh (B, N, k, width) tensors cost page faults
         for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
             flat = e.reshape(-1, e.shape[-1])
             if self.training:
@@ -191,16 +194,55 @@ class EdgeConvBlock(nn.Module):
             else:
                 scale, shift = _folded(norm)
                 flat = torch.addmm(shift, flat, (scale[:, None] * lin.weight).t())
-            e = torch.relu(flat).view(*e.shape[:-1], -1)
+            e = torch.relu_(flat).view(*e.shape[:-1], -1)
         if all_valid:
             agg = e.mean(2)
         else:
             w = valid[..., None].to(e.dtype)
             agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+        return self._finish(agg, x, mask)
+
+    def _finish(self, agg: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         sc = x
         if self.shortcut is not None and self.shortcut_norm is not None:
             sc = batch_norm(self.shortcut_norm, self.shortcut(x), mask)
         return self.act(agg + sc) * mask[..., None].to(x.dtype)
+
+    def _aggregate_chunked(self, node: torch.Tensor, nb: torch.Tensor, w_extra: torch.Tensor,
+                           idx: torch.Tensor, valid: torch.Tensor, extra: torch.Tensor | None,
+                           all_valid: bool) -> torch.Tensor:
+        """Evaluation without autograd: the edge MLP (normalisations folded) and the mean over
+        the neighbours for chunks of about :data:`EDGE_CHUNK` edges, so that the edge
+        activations stay small and in cache. ``node``/``nb (B, N, width)``: the first layer's
+        per-particle terms of ``i`` and of the neighbour."""
+        B, N, k = idx.shape
+        width = node.shape[-1]
+        node, nb = node.reshape(B * N, width), nb.reshape(B * N, width)
+        rows = (idx + torch.arange(B, device=idx.device)[:, None, None] * N).reshape(B * N, k)
+        later = []
+        for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
+            scale, shift = _folded(norm)
+            later.append(((scale[:, None] * lin.weight).t(), shift))
+        ext = None if extra is None else extra.reshape(B * N, k, extra.shape[-1])
+        weights = valid.reshape(B * N, k, 1).to(node.dtype)
+        counts = weights.sum(1).clamp_min(1.0)
+        out = node.new_empty(B * N, later[-1][1].shape[0] if later else width)
+        step = max(1, EDGE_CHUNK // max(1, k))
+        for lo in range(0, B * N, step):
+            hi = min(B * N, lo + step)
+            e = nb.index_select(0, rows[lo:hi].reshape(-1)).view(hi - lo, k, width)
+            e += node[lo:hi, None]
+            if ext is not None:
+                e.view(-1, width).addmm_(ext[lo:hi].reshape(-1, ext.shape[-1]), w_extra.t())
+            f = torch.relu_(e.view(-1, width))
+            for w_t, shift in later:
+                f = torch.relu_(torch.addmm(shift, f, w_t))
+            f3 = f.view(hi - lo, k, -1)
+            if all_valid:
+                torch.mean(f3, 1, out=out[lo:hi])
+            else:
+                torch.div((f3 * weights[lo:hi]).sum(1), counts[lo:hi], out=out[lo:hi])
+        return out.view(B, N, -1)
 
 
 class _Head(nn.Module):
