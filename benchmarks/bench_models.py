@@ -30,8 +30,9 @@ float64 frames and float32 network for both implementations).
 
 ``--twins`` (issue 15) times every LLoCa model against its own plain twin (see
 :data:`TWIN_PAIRS`: LLoCa-ParT / ParT, LLoCa-ParticleNet / ParticleNet, LLoCa transformer /
-the same transformer with identity frames, LLoCa-ParticleNet / the LLoCa graph net), registry
-defaults (the papers' sizes for ParT and ParticleNet): inference (eval, ``inference_mode``,
+the same transformer with identity frames, LLoCa-ParticleNet / the LLoCa graph net, and
+LLoCa-ParticleNet at the graph net's width / the graph net), registry defaults otherwise (the
+papers' sizes for ParT and ParticleNet): inference (eval, ``inference_mode``,
 batch ``--infer-batch``) and one training step (train mode, forward, binary cross-entropy,
 backward, AdamW step, batch ``--train-batch``), all constituents real, the two models of a pair
 alternated call by call (the order flipped every round), median of ``--repeats`` after a warm-up
@@ -333,6 +334,8 @@ TWIN_MODELS: dict[str, tuple[str, dict]] = {
     "transformer": ("LLoCaTransformer", {}),
     "transformer-identity": ("LLoCaTransformer", {"frames": "identity"}),
     "graphnet": ("LLoCaGraphNet", {}),
+    # LLoCa-ParticleNet at the graph net's width: 3 EdgeConv blocks of two 64-wide layers
+    "llocaparticlenet-64": ("llocaparticlenet", {"edge_dims": [[64, 64]] * 3, "fc_dim": 64}),
 }
 #: (LLoCa model, the model it is compared with); ratios are first / second in time.
 TWIN_PAIRS = (
@@ -340,6 +343,7 @@ TWIN_PAIRS = (
     ("llocaparticlenet", "particlenet"),
     ("transformer", "transformer-identity"),
     ("llocaparticlenet", "graphnet"),
+    ("llocaparticlenet-64", "graphnet"),
 )
 TWIN_SIZES = (50, 128)
 TRAIN_BATCH = 128
@@ -426,6 +430,16 @@ def twins_table(pairs, sizes, infer_batch: int, train_batch: int, repeats: int) 
                   f" | **{tr[a][1] / tr[b][1]:.2f}x** ({tr[a][0] / tr[b][0]:.2f}x) |", flush=True)
     print(f"\nratio: LLoCa time / twin time (median of {repeats}); inference batch {infer_batch}, "
           f"training batch {train_batch}; load average {os.getloadavg()[0]:.2f} at the end")
+    keys = [k for k in TWIN_MODELS if k in needed]
+    print("\nForward MFLOP per jet (FlopCounterMode: matrix products and attention) and "
+          "parameters:\n")
+    print("| model | parameters | " + " | ".join(f"N = {n}" for n in sizes) + " |")
+    print("|---|---|" + "---|" * len(sizes))
+    for k in keys:
+        model = steppers[k].model.eval()
+        flops = [flops_per_jet({k: model}, n, batch=4)[k] / 1e6 for n in sizes]
+        params = sum(q.numel() for q in model.parameters())
+        print(f"| {k} | {params} | " + " | ".join(f"{f:.1f}" for f in flops) + " |")
 
 
 def _live_tensor_peak(fn) -> float:
@@ -533,8 +547,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--twins", action="store_true",
                     help="issue 15: each LLoCa model against its plain twin (inference, train step)")
     ap.add_argument("--pairs", default=None,
-                    help="with --twins: comma-separated first models of TWIN_PAIRS to run "
-                    "(e.g. llocapart,transformer); 'graphnet' selects the graph-net pair")
+                    help="with --twins: comma-separated pairs of TWIN_PAIRS to run, by first "
+                    "model (all its pairs) or as 'first+second' (e.g. llocapart,"
+                    "llocaparticlenet+graphnet)")
     ap.add_argument("--sizes", default=",".join(map(str, TWIN_SIZES)),
                     help="with --twins: constituents N, comma-separated")
     ap.add_argument("--train-batch", type=int, default=TRAIN_BATCH)
@@ -566,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = list(TWIN_PAIRS)
         if args.pairs:
             want = args.pairs.split(",")
-            pairs = [p for p in pairs if (p[1] if p[1] == "graphnet" else p[0]) in want]
+            pairs = [p for p in pairs if p[0] in want or "+".join(p) in want]
         print(f"torch {torch.__version__}, {args.threads} thread(s)\n")
         twins_table(pairs, [int(x) for x in args.sizes.split(",")], args.infer_batch,
                     args.train_batch, args.repeats if args.repeats is not None else TWIN_REPEATS)

@@ -87,8 +87,9 @@ def select_neighbours(d: torch.Tensor, mask: torch.Tensor, k: int
     return torch.where(valid, idx, 0), valid
 
 
+@torch.no_grad()  # only the neighbour indices are used: no graph over N² pairs
 def _squared_distances(x: torch.Tensor) -> torch.Tensor:
-    """``|x_i - x_j|²`` ``(B, N, N)`` of points ``x (B, N, C)``."""
+    """``|x_i - x_j|²`` ``(B, N, N)`` of points ``x (B, N, C)`` (no gradient)."""
     sq = x.square().sum(-1)
     return (sq[:, :, None] + sq[:, None, :] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
 
@@ -102,9 +103,13 @@ def batch_norm(norm: MaskedBatchNorm, x: torch.Tensor, valid: torch.Tensor,
     caller to ignore). ``all_valid``: ``bool(valid.all())`` if the caller knows it."""
     C = x.shape[-1]
     flat = x.reshape(-1, C)
+
+    def shaped(y: torch.Tensor) -> torch.Tensor:  # no view for 2-d input: ReLU in place after
+        return y if x.dim() == 2 else y.view_as(x)
+
     if not norm.training:
-        return F.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                            False, 0.0, norm.eps).view_as(x)
+        return shaped(F.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight,
+                                   norm.bias, False, 0.0, norm.eps))
     if torch.compiler.is_compiling():  # traced: no data-dependent branches
         return norm(x, valid)
     v = valid.reshape(-1)
@@ -115,9 +120,8 @@ def batch_norm(norm: MaskedBatchNorm, x: torch.Tensor, valid: torch.Tensor,
     args = (norm.running_mean, norm.running_var, norm.weight, norm.bias, True, norm.momentum,
             norm.eps)
     if all_valid:
-        return F.batch_norm(flat, *args).view_as(x)
-    out = flat.new_zeros(flat.shape).index_put((v,), F.batch_norm(flat[v], *args))
-    return out.view_as(x)
+        return shaped(F.batch_norm(flat, *args))
+    return shaped(flat.new_zeros(flat.shape).index_put((v,), F.batch_norm(flat[v], *args)))
 
 
 def _all_valid(valid: torch.Tensor) -> bool:
@@ -181,20 +185,23 @@ class EdgeConvBlock(nn.Module):
                 return self._finish(agg, x, mask)
         else:
             node = x @ w_self.t()
-        e = node[:, :, None] + _gather(x @ w_nb.t(), idx)  # (B, N, k, width)
+        B, N, k = idx.shape
+        # the edges as (B N k, width) rows; in-place ReLUs on results that are not views
+        e = (node[:, :, None] + _gather(x @ w_nb.t(), idx)).view(B * N * k, -1)
         if extra is not None:
-            e.view(-1, e.shape[-1]).addmm_(extra.reshape(-1, extra.shape[-1]), w_extra.t())
+            e = torch.addmm(e, extra.reshape(B * N * k, -1), w_extra.t())
+        flat_valid = valid.reshape(-1)
         if self.training:
-            e = batch_norm(self.norms[0], e, valid, all_valid)
-        e = torch.relu_(e)  # in place: fresh (B, N, k, width) tensors cost page faults
+            e = batch_norm(self.norms[0], e, flat_valid, all_valid)
+        e = torch.relu_(e)
         for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
-            flat = e.reshape(-1, e.shape[-1])
             if self.training:
-                flat = batch_norm(norm, flat @ lin.weight.t(), valid, all_valid)
+                e = batch_norm(norm, e @ lin.weight.t(), flat_valid, all_valid)
             else:
                 scale, shift = _folded(norm)
-                flat = torch.addmm(shift, flat, (scale[:, None] * lin.weight).t())
-            e = torch.relu_(flat).view(*e.shape[:-1], -1)
+                e = torch.addmm(shift, e, (scale[:, None] * lin.weight).t())
+            e = torch.relu_(e)
+        e = e.view(B, N, k, -1)
         if all_valid:
             agg = e.mean(2)
         else:
@@ -329,6 +336,7 @@ class ParticleNet(nn.Module):
         return self.head(h, mask)
 
 
+@torch.no_grad()  # only the neighbour indices are used
 def _invariant_distances(lf: LocalFrames) -> torch.Tensor:
     """``<u_i, u_j>`` ``(B, N, N)`` float64, ``u = p / E`` with ``E = <p, J>`` the energy in
     the jet rest frame: Lorentz invariant (``1 - cos`` of the rest-frame opening angle for
