@@ -13,8 +13,7 @@ from jetclass_files import write_jetclass
 import lloca_hep
 from lloca_hep.core.lorentz import apply, random_lorentz
 from lloca_hep.core.testing import degenerate_jets, toy_jets
-from lloca_hep.models import LLoCaParticleNet, ParticleNet, build_model, model_name
-from lloca_hep.models import particlenet
+from lloca_hep.models import LLoCaParticleNet, ParticleNet, build_model, model_name, particlenet
 from lloca_hep.models.particlenet import EdgeConvBlock, _gather, select_neighbours
 from lloca_hep.tagger import Tagger, load_tagger
 from lloca_hep.tagger.export import export_tagger

@@ -27,7 +27,7 @@ local frames the LLoCa attention.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -182,11 +182,17 @@ class PairEmbed(nn.Module):
         feats, valid = pairs(0, mask.shape[1])
         return self.embed(feats.to(dtype), valid).permute(0, 3, 1, 2)
 
+    def _lin(self, k: int) -> nn.Linear:
+        return cast(nn.Linear, self.linears[k])
+
+    def _norm(self, k: int) -> MaskedBatchNorm:
+        return cast(MaskedBatchNorm, self.norms[k])
+
     def _fold(self, k: int, mean: torch.Tensor, var: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear ``k`` followed by its normalisation with statistics ``mean``, ``var``, as one
         affine map ``(A, c)``."""
-        lin, norm = self.linears[k], self.norms[k]
+        lin, norm = self._lin(k), self._norm(k)
         g = norm.weight * torch.rsqrt(var + norm.eps)
         return g[:, None] * lin.weight, g * (lin.bias - mean) + norm.bias
 
@@ -194,7 +200,7 @@ class PairEmbed(nn.Module):
                        k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact mean and biased variance of the output of linear ``k`` over the rows of ``x``
         (the pairs that count), computed chunk by chunk and combined."""
-        lin = self.linears[k]
+        lin = self._lin(k)
         n = x.shape[0]
         if n == 0:  # as MaskedBatchNorm: zero mean and variance, running statistics unchanged
             zero = lin.weight.new_zeros(lin.out_features)
@@ -214,7 +220,7 @@ class PairEmbed(nn.Module):
     def _update_running(self, k: int, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
         """The running statistics of normalisation ``k`` after a batch of ``n`` pairs, as
         :class:`~lloca_hep.models._layers.MaskedBatchNorm` updates them."""
-        norm = self.norms[k]
+        norm = self._norm(k)
         if n == 0:
             return
         with torch.no_grad():
@@ -257,16 +263,17 @@ class PairEmbed(nn.Module):
                 return self.reference(pairs, mask, dtype)
             feats, valid = pairs(0, N)
             x = self.input_norm(feats.to(dtype).reshape(-1, NUM_PAIR_FEATURES), valid.reshape(-1))
-            hidden = self._folded_running(dtype)
-            z = _affine_chain(x, hidden, self.linears[-1].weight, self.linears[-1].bias)
+            z = _affine_chain(x, self._folded_running(dtype), self._lin(-1).weight,
+                              self._lin(-1).bias)
             out = self.norms[-1](z, valid.reshape(-1))
             return out.view(B, N, N, self.heads).permute(0, 3, 1, 2)
         if not self.training and not torch.is_grad_enabled():
             return self._evaluate(pairs, mask, dtype)
         x, counts, index = self._real_pairs(pairs, mask, dtype)
         x = self.input_norm(x, counts)
-        hidden: list[tuple[torch.Tensor, torch.Tensor]] = []
+        hidden: list[tuple[torch.Tensor, torch.Tensor]]
         if self.training:
+            hidden = []
             src = x if bool(counts.all()) else x[counts]
             for k in range(len(self.linears) - 1):
                 mean, var = self._batch_moments(src, hidden, k)
@@ -274,7 +281,7 @@ class PairEmbed(nn.Module):
                 hidden.append(self._fold(k, mean, var))
         else:
             hidden = self._folded_running(x.dtype)
-        last = self.linears[-1]
+        last = self._lin(-1)
         size = PAIR_CHUNK_PAIRS
         chunks = [_checkpointed(_affine_chain, x[lo:lo + size], _flat(hidden), last.weight,
                                 last.bias) for lo in range(0, x.shape[0], size)]
@@ -288,8 +295,8 @@ class PairEmbed(nn.Module):
 
     def _folded_running(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The hidden layers with their running statistics folded in."""
-        return [self._fold(k, self.norms[k].running_mean.to(dtype),
-                           self.norms[k].running_var.to(dtype))
+        return [self._fold(k, self._norm(k).running_mean.to(dtype),
+                           self._norm(k).running_var.to(dtype))
                 for k in range(len(self.linears) - 1)]
 
     def _evaluate(self, pairs: PairFeatures, mask: torch.Tensor,
@@ -298,7 +305,7 @@ class PairEmbed(nn.Module):
         entries of the bias; nothing but the bias is held for all pairs."""
         B, N = mask.shape
         hidden = self._folded_running(dtype)
-        last = self.linears[-1]
+        last = self._lin(-1)
         full = torch.zeros(B, self.heads, N, N, dtype=dtype, device=mask.device)
         rows = max(1, min(N, PAIR_CHUNK_PAIRS // max(1, B * N)))
         for lo in range(0, N, rows):

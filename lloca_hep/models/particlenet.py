@@ -28,7 +28,7 @@ Default sizes (the paper's): ``k = 16``, EdgeConv widths (64, 64, 64), (128, 128
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +163,10 @@ class EdgeConvBlock(nn.Module):
             self.shortcut_norm = MaskedBatchNorm(widths[-1])
         self.act = nn.ReLU()
 
+    def _layers(self) -> list[tuple[nn.Linear, MaskedBatchNorm]]:
+        return [(cast(nn.Linear, lin), cast(MaskedBatchNorm, norm))
+                for lin, norm in zip(self.linears, self.norms, strict=True)]
+
     def forward(self, x: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor,
                 mask: torch.Tensor, extra: torch.Tensor | None = None,
                 all_valid: bool | None = None) -> torch.Tensor:
@@ -171,11 +175,12 @@ class EdgeConvBlock(nn.Module):
         C = self.in_dim
         if all_valid is None:
             all_valid = _all_valid(valid)
-        weight = self.linears[0].weight
+        layers = self._layers()
+        weight = layers[0][0].weight
         w_nb = weight[:, C:2 * C]
         w_self, w_extra = weight[:, :C] - w_nb, weight[:, 2 * C:]
         if not self.training:
-            scale, shift = _folded(self.norms[0])
+            scale, shift = _folded(layers[0][1])
             w_self, w_nb, w_extra = scale[:, None] * w_self, scale[:, None] * w_nb, \
                 scale[:, None] * w_extra
             node = torch.addmm(shift, x.reshape(-1, C), w_self.t()).view(*x.shape[:2], -1)
@@ -192,9 +197,9 @@ class EdgeConvBlock(nn.Module):
             e = torch.addmm(e, extra.reshape(B * N * k, -1), w_extra.t())
         flat_valid = valid.reshape(-1)
         if self.training:
-            e = batch_norm(self.norms[0], e, flat_valid, all_valid)
+            e = batch_norm(layers[0][1], e, flat_valid, all_valid)
         e = torch.relu_(e)
-        for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
+        for lin, norm in layers[1:]:
             if self.training:
                 e = batch_norm(norm, e @ lin.weight.t(), flat_valid, all_valid)
             else:
@@ -227,7 +232,7 @@ class EdgeConvBlock(nn.Module):
         node, nb = node.reshape(B * N, width), nb.reshape(B * N, width)
         rows = (idx + torch.arange(B, device=idx.device)[:, None, None] * N).reshape(B * N, k)
         later = []
-        for lin, norm in zip(self.linears[1:], self.norms[1:], strict=True):
+        for lin, norm in self._layers()[1:]:
             scale, shift = _folded(norm)
             later.append(((scale[:, None] * lin.weight).t(), shift))
         ext = None if extra is None else extra.reshape(B * N, k, extra.shape[-1])
@@ -437,7 +442,8 @@ class LLoCaParticleNet(nn.Module):
             if edges is not None:  # into frame i: L_i L_j^{-1}
                 vj = torch.matmul(vj, edges.to(dtype).transpose(-1, -2))
             all_valid = _all_valid(valid)
-            em = batch_norm(edge_norm, self._edge_momenta(lf, idx).to(dtype), valid, all_valid)
+            em = batch_norm(cast(MaskedBatchNorm, edge_norm), self._edge_momenta(lf, idx).to(dtype),
+                            valid, all_valid)
             h = block(h, idx, valid, mask, torch.cat([em, vj.flatten(-2)], dim=-1), all_valid)
             d = _squared_distances(h)
         return self.head(h, mask)
