@@ -13,8 +13,8 @@ from jetclass_files import write_jetclass
 import lloca_hep
 from lloca_hep.core.lorentz import apply, random_lorentz
 from lloca_hep.core.testing import degenerate_jets, toy_jets
-from lloca_hep.models import LLoCaParticleNet, ParticleNet, build_model, model_name
-from lloca_hep.models.particlenet import select_neighbours
+from lloca_hep.models import LLoCaParticleNet, ParticleNet, build_model, model_name, particlenet
+from lloca_hep.models.particlenet import EdgeConvBlock, _gather, select_neighbours
 from lloca_hep.tagger import Tagger, load_tagger
 from lloca_hep.tagger.export import export_tagger
 from lloca_hep.training import TrainConfig, train
@@ -151,3 +151,67 @@ def test_llocaparticlenet_trains_on_full_features(tmp_path):
     assert tagger.model_name == "llocaparticlenet" and tagger.config["num_scalars"] == 10
     jets = lloca_hep.read_jets(path, features=tagger.inputs)
     np.testing.assert_array_equal(tagger.score(jets), result.tagger.score(jets))
+
+
+def _edgeconv_reference(block, x, idx, valid, mask, extra):
+    """EdgeConv as the paper writes it: edge features ``[x_i, x_j - x_i, extra]`` through
+    ``Linear -> MaskedBatchNorm -> ReLU``, mean over the valid neighbours, shortcut."""
+    xj = _gather(x, idx)
+    xi = x[:, :, None].expand_as(xj)
+    e = torch.cat([xi, xj - xi, extra], dim=-1)
+    for lin, norm in zip(block.linears, block.norms, strict=True):
+        e = torch.relu(norm(lin(e), valid))
+    w = valid[..., None].to(e.dtype)
+    agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+    sc = block.shortcut_norm(block.shortcut(x), mask)
+    return torch.relu(agg + sc) * mask[..., None].to(x.dtype)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+def test_edgeconv_equals_edge_feature_form(training, padded, monkeypatch):
+    """The per-particle form of the first layer, the fused normalisations and (evaluation) the
+    folded ones compute the textbook EdgeConv: outputs, gradients of the inputs and of every
+    parameter, running statistics (float64); evaluation without autograd (chunks of edges) too."""
+    import copy
+
+    gen = torch.Generator().manual_seed(3)
+    B, N, C, k, E = 5, 12, 6, 4, 3
+    mask = torch.ones(B, N, dtype=torch.bool)
+    if padded:
+        mask[:, 9:] = False
+        mask[0, 3:] = False  # fewer than k + 1 constituents: invalid edges
+    idx, valid = select_neighbours(torch.rand(B, N, N, generator=gen, dtype=torch.float64),
+                                   mask, k)
+    assert valid.all() != padded
+    torch.manual_seed(4)
+    fast = EdgeConvBlock(C, [8, 10], E).double().train(training)
+    for norm in [*fast.norms, fast.shortcut_norm]:  # statistics away from the initial ones
+        norm.running_mean.normal_(generator=gen)
+        norm.running_var.uniform_(0.5, 2.0, generator=gen)
+        nn_init = torch.randn(2, norm.weight.shape[0], generator=gen, dtype=torch.float64)
+        norm.weight.data.copy_(1 + 0.3 * nn_init[0])
+        norm.bias.data.copy_(0.3 * nn_init[1])
+    ref = copy.deepcopy(fast)
+    results = []
+    for block, fn in ((fast, fast.forward), (ref, lambda *a: _edgeconv_reference(ref, *a))):
+        x = torch.randn(B, N, C, generator=torch.Generator().manual_seed(5),
+                        dtype=torch.float64).requires_grad_(True)
+        extra = torch.randn(B, N, k, E, generator=torch.Generator().manual_seed(6),
+                            dtype=torch.float64).requires_grad_(True)
+        out = fn(x, idx, valid, mask, extra)
+        (out.square().sum() + out.sum()).backward()
+        grads = {"x": x.grad, "extra": extra.grad,
+                 **{n: q.grad for n, q in block.named_parameters()}}
+        results.append((out.detach(), grads, dict(block.named_buffers())))
+    (out, grads, bufs), (out0, grads0, bufs0) = results
+    torch.testing.assert_close(out, out0, **EXACT)
+    if not training:
+        monkeypatch.setattr(particlenet, "EDGE_CHUNK", 2 * k + 1)  # a few particles per chunk
+        with torch.no_grad():
+            chunked = fast(x.detach(), idx, valid, mask, extra.detach())
+        torch.testing.assert_close(chunked, out0, **EXACT)
+    for name, g0 in grads0.items():
+        torch.testing.assert_close(grads[name], g0, **EXACT, msg=lambda m, n=name: f"{n}: {m}")
+    for name, b0 in bufs0.items():
+        torch.testing.assert_close(bufs[name], b0, **EXACT, msg=lambda m, n=name: f"{n}: {m}")

@@ -8,9 +8,10 @@
   :data:`PAIR_LOG_FLOOR`, as in the paper's code).
 * :class:`PairEmbed`: the pointwise network (a 1x1 convolution over pairs is a ``Linear`` on the
   last axis) mapping the four features of every pair to one attention bias per head,
-  ``(B, heads, N, N)``; in evaluation it is computed in chunks of query rows (at most
-  :data:`PAIR_CHUNK_PAIRS` pairs at a time), so the float64 features and the hidden pair
-  activations never exist for all ``N²`` pairs at once.
+  ``(B, heads, N, N)``; in evaluation and in training it is computed in chunks of at most
+  :data:`PAIR_CHUNK_PAIRS` pairs (the batch statistics of training exactly, with checkpointed
+  chunks), so the float64 features and the hidden pair activations never exist for all ``N²``
+  pairs at once.
 * :class:`ParTBlock`: the NormFormer-style block of the paper (LayerNorm before and after the
   attention, LayerNorm inside the MLP, learned per-head scales of the attention output and a
   learned residual scale), as particle attention (with the pair bias) or as class attention
@@ -26,9 +27,11 @@ local frames the LLoCa attention.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..core.attention import AttentionFrames, LLoCaAttention
 from ..core.lorentz import minkowski
@@ -51,9 +54,9 @@ __all__ = [
 PAIR_LOG_FLOOR = 1e-8
 #: ``ln ΔR``, ``ln kT``, ``ln z``, ``ln m²``.
 NUM_PAIR_FEATURES = 4
-#: Largest number of pairs (batch x query rows x N) whose features are held at once in
-#: evaluation; training computes all pairs in one go (the batch statistics need them all).
-PAIR_CHUNK_PAIRS = 1 << 18
+#: Largest number of pairs whose float64 features (batch x query rows x N) or hidden
+#: activations (pairs x width) :class:`PairEmbed` holds at once, in evaluation and training.
+PAIR_CHUNK_PAIRS = 1 << 14
 #: Standard deviation of the (truncated normal) initialisation of the class token.
 CLASS_TOKEN_INIT_STD = 0.02
 
@@ -101,13 +104,55 @@ def pair_features(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torc
     return feats * valid[..., None].to(feats.dtype)
 
 
+def _affine_chain(x: torch.Tensor, hidden: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                  weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x (M, C)`` through ``GELU(x A^T + c)`` for every ``(A, c)`` of ``hidden`` (a linear layer
+    with its batch normalisation folded in), then ``x W^T + b`` -> ``(M, weight.shape[0])``."""
+    for a, c in hidden:
+        x = torch.nn.functional.gelu(torch.addmm(c, x, a.t()))
+    return torch.addmm(bias, x, weight.t())
+
+
+def _chain_moments(x: torch.Tensor, hidden: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                   weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance over the rows of :func:`_affine_chain` of ``x (M, C)``."""
+    z = _affine_chain(x, hidden, weight, bias)
+    mean = z.sum(0) / z.shape[0]  # two passes, as MaskedBatchNorm (var_mean is slower here)
+    return mean, (z - mean).square().sum(0) / z.shape[0]
+
+
+def _checkpointed(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``; while autograd records, its intermediates are dropped and recomputed in the
+    backward pass (the O(N²) pair activations of a chunk are never kept)."""
+    if torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False, preserve_rng_state=False)
+    return fn(*args)
+
+
+def _flat(hidden: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, ...]]:
+    return [tuple(pair) for pair in hidden]
+
+
 class PairEmbed(nn.Module):
     """Pair features ``(..., NUM_PAIR_FEATURES)`` -> one attention bias per head.
 
     :class:`~lloca_hep.models._layers.MaskedBatchNorm` of the features, then for every width
     of ``widths`` ``Linear -> MaskedBatchNorm -> GELU``, and a last ``Linear -> MaskedBatchNorm``
     to ``heads`` outputs (no activation: the bias may be negative). Statistics come from the
-    real pairs only.
+    pairs that count only (``valid`` of :data:`PairFeatures`).
+
+    :meth:`embed` is that network on a tensor of features, all pairs at once (the reference).
+    :meth:`forward` computes the same function for the real pairs of a batch in chunks of at
+    most :data:`PAIR_CHUNK_PAIRS` pairs, so that neither the features nor a hidden activation
+    ``(B, N, N, width)`` ever exists for all pairs at once: every hidden batch normalisation is
+    folded into its linear layer (``u = x (g W)^T + g (b - mean) + beta`` with
+    ``g = gamma / sqrt(var + eps)``), in evaluation from the running statistics, in training
+    from the exact statistics of the batch, which one chunked pass per hidden layer gathers
+    (chunk means and variances combined exactly). While autograd records, each chunk is
+    checkpointed: its activations are recomputed in the backward pass instead of kept. What is
+    held for all pairs is ``(n_pairs, NUM_PAIR_FEATURES)`` features and ``(n_pairs, heads)``
+    outputs (in evaluation without autograd, the bias only); padded pairs are skipped and get a
+    zero bias.
     """
 
     def __init__(self, widths: Sequence[int], heads: int):
@@ -120,7 +165,8 @@ class PairEmbed(nn.Module):
         self.act = nn.GELU()
 
     def embed(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """``x (..., NUM_PAIR_FEATURES)`` in the network dtype -> ``(..., heads)``."""
+        """``x (..., NUM_PAIR_FEATURES)`` in the network dtype -> ``(..., heads)``, all pairs
+        at once (layer by layer; the reference for :meth:`forward`)."""
         x = self.input_norm(x, valid)
         last = len(self.linears) - 1
         for k, (lin, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
@@ -129,20 +175,150 @@ class PairEmbed(nn.Module):
                 x = self.act(x)
         return x
 
+    def reference(self, pairs: PairFeatures, mask: torch.Tensor,
+                  dtype: torch.dtype) -> torch.Tensor:
+        """The bias ``(B, heads, N, N)`` of :meth:`embed` on all pairs at once (no chunks: the
+        O(N²) activations are held in full). Kept for the tests and for tracing."""
+        feats, valid = pairs(0, mask.shape[1])
+        return self.embed(feats.to(dtype), valid).permute(0, 3, 1, 2)
+
+    def _lin(self, k: int) -> nn.Linear:
+        return cast(nn.Linear, self.linears[k])
+
+    def _norm(self, k: int) -> MaskedBatchNorm:
+        return cast(MaskedBatchNorm, self.norms[k])
+
+    def _fold(self, k: int, mean: torch.Tensor, var: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear ``k`` followed by its normalisation with statistics ``mean``, ``var``, as one
+        affine map ``(A, c)``."""
+        lin, norm = self._lin(k), self._norm(k)
+        g = norm.weight * torch.rsqrt(var + norm.eps)
+        return g[:, None] * lin.weight, g * (lin.bias - mean) + norm.bias
+
+    def _batch_moments(self, x: torch.Tensor, hidden: list[tuple[torch.Tensor, torch.Tensor]],
+                       k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact mean and biased variance of the output of linear ``k`` over the rows of ``x``
+        (the pairs that count), computed chunk by chunk and combined."""
+        lin = self._lin(k)
+        n = x.shape[0]
+        if n == 0:  # as MaskedBatchNorm: zero mean and variance, running statistics unchanged
+            zero = lin.weight.new_zeros(lin.out_features)
+            return zero, zero
+        size = PAIR_CHUNK_PAIRS
+        parts = [_checkpointed(_chain_moments, x[lo:lo + size], _flat(hidden), lin.weight,
+                               lin.bias) for lo in range(0, n, size)]
+        means = torch.stack([m for m, _ in parts])
+        if len(parts) == 1:
+            return parts[0]
+        counts = torch.tensor([min(size, n - lo) for lo in range(0, n, size)],
+                              dtype=means.dtype, device=means.device)[:, None]
+        mean = (counts * means).sum(0) / n
+        var = (counts * (torch.stack([v for _, v in parts]) + (means - mean).square())).sum(0) / n
+        return mean, var
+
+    def _update_running(self, k: int, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        """The running statistics of normalisation ``k`` after a batch of ``n`` pairs, as
+        :class:`~lloca_hep.models._layers.MaskedBatchNorm` updates them."""
+        norm = self._norm(k)
+        if n == 0:
+            return
+        with torch.no_grad():
+            unbiased = var * n / max(n - 1.0, 1.0)
+            norm.running_mean.lerp_(mean.detach().to(norm.running_mean.dtype), norm.momentum)
+            norm.running_var.lerp_(unbiased.detach().to(norm.running_var.dtype), norm.momentum)
+
+    def _real_pairs(self, pairs: PairFeatures, mask: torch.Tensor, dtype: torch.dtype
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The features ``(n, NUM_PAIR_FEATURES)`` in ``dtype`` of the ``n`` pairs of real
+        particles (row-chunked), the bool ``(n,)`` of those that count, their flat index
+        ``(b N + i) N + j`` into ``(B, N, N)``."""
+        B, N = mask.shape
+        rows = max(1, min(N, PAIR_CHUNK_PAIRS // max(1, B * N)))
+
+        def gather(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+            feats, valid = pairs(lo, hi)
+            real = mask[:, lo:hi, None] & mask[:, None]
+            return feats[real].to(dtype), valid[real]
+
+        xs, counts, index = [], [], []
+        for lo in range(0, N, rows):
+            hi = min(N, lo + rows)
+            real = mask[:, lo:hi, None] & mask[:, None]
+            x, c = _checkpointed(gather, lo, hi)
+            b, i, j = real.nonzero(as_tuple=True)
+            xs.append(x)
+            counts.append(c)
+            index.append((b * N + i + lo) * N + j)
+        if len(xs) == 1:
+            return xs[0], counts[0], index[0]
+        return torch.cat(xs), torch.cat(counts), torch.cat(index)
+
     def forward(self, pairs: PairFeatures, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The bias ``(B, heads, N, N)`` in ``dtype`` of the pairs ``pairs(lo, hi)`` of jets with
-        ``mask (B, N)``; entries of padded pairs are finite and meaningless."""
+        ``mask (B, N)``; padded pairs get zero (they are masked in the attention)."""
         B, N = mask.shape
-        if self.training or torch.compiler.is_compiling():  # all pairs (no loop over N)
+        if torch.compiler.is_compiling():  # traced: all pairs in one go (no data-dependent shapes)
+            if self.training:
+                return self.reference(pairs, mask, dtype)
             feats, valid = pairs(0, N)
-            return self.embed(feats.to(dtype), valid).permute(0, 3, 1, 2)
+            x = self.input_norm(feats.to(dtype).reshape(-1, NUM_PAIR_FEATURES), valid.reshape(-1))
+            z = _affine_chain(x, self._folded_running(dtype), self._lin(-1).weight,
+                              self._lin(-1).bias)
+            out = self.norms[-1](z, valid.reshape(-1))
+            return out.view(B, N, N, self.heads).permute(0, 3, 1, 2)
+        if not self.training and not torch.is_grad_enabled():
+            return self._evaluate(pairs, mask, dtype)
+        x, counts, index = self._real_pairs(pairs, mask, dtype)
+        x = self.input_norm(x, counts)
+        hidden: list[tuple[torch.Tensor, torch.Tensor]]
+        if self.training:
+            hidden = []
+            src = x if bool(counts.all()) else x[counts]
+            for k in range(len(self.linears) - 1):
+                mean, var = self._batch_moments(src, hidden, k)
+                self._update_running(k, mean, var, src.shape[0])
+                hidden.append(self._fold(k, mean, var))
+        else:
+            hidden = self._folded_running(x.dtype)
+        last = self._lin(-1)
+        size = PAIR_CHUNK_PAIRS
+        chunks = [_checkpointed(_affine_chain, x[lo:lo + size], _flat(hidden), last.weight,
+                                last.bias) for lo in range(0, x.shape[0], size)]
+        if not chunks:  # no real pair in the batch
+            chunks = [x.new_zeros(0, self.heads)]
+        z = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        out = self.norms[-1](z, counts)
+        full = out.new_zeros(B, self.heads, N * N)
+        full[index // (N * N), :, index % (N * N)] = out
+        return full.view(B, self.heads, N, N)
+
+    def _folded_running(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The hidden layers with their running statistics folded in."""
+        return [self._fold(k, self._norm(k).running_mean.to(dtype),
+                           self._norm(k).running_var.to(dtype))
+                for k in range(len(self.linears) - 1)]
+
+    def _evaluate(self, pairs: PairFeatures, mask: torch.Tensor,
+                  dtype: torch.dtype) -> torch.Tensor:
+        """Evaluation without autograd: each chunk of query rows goes from its features to its
+        entries of the bias; nothing but the bias is held for all pairs."""
+        B, N = mask.shape
+        hidden = self._folded_running(dtype)
+        last = self._lin(-1)
+        full = torch.zeros(B, self.heads, N, N, dtype=dtype, device=mask.device)
         rows = max(1, min(N, PAIR_CHUNK_PAIRS // max(1, B * N)))
-        chunks = []
         for lo in range(0, N, rows):
-            feats, valid = pairs(lo, min(N, lo + rows))
-            out = self.embed(feats.to(dtype), valid)  # (B, rows, N, heads)
-            chunks.append(out.permute(0, 3, 1, 2))
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=2)
+            hi = min(N, lo + rows)
+            feats, valid = pairs(lo, hi)
+            b, i, j = (mask[:, lo:hi, None] & mask[:, None]).nonzero(as_tuple=True)
+            x = self.input_norm(feats[b, i, j].to(dtype), valid[b, i, j])
+            for start in range(0, x.shape[0], PAIR_CHUNK_PAIRS):
+                stop = start + PAIR_CHUNK_PAIRS
+                z = _affine_chain(x[start:stop], hidden, last.weight, last.bias)
+                full[b[start:stop], :, i[start:stop] + lo, j[start:stop]] = \
+                    self.norms[-1](z, valid.new_ones(z.shape[0]))
+        return full
 
 
 class ParTBlock(nn.Module):

@@ -28,9 +28,10 @@ Default sizes (the paper's): ``k = 16``, EdgeConv widths (64, 64, 64), (128, 128
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..core.features import NUM_LOCAL_FEATURES, local_features
@@ -42,13 +43,15 @@ from ._common import check_inputs, check_scalars, empty_logits, masked_mean, pad
 from ._layers import MaskedBatchNorm, check_widths
 from .plain import FEATURE_NAMES, jet_relative_features
 
-__all__ = ["EdgeConvBlock", "LLoCaParticleNet", "ParticleNet", "select_neighbours"]
+__all__ = ["EdgeConvBlock", "LLoCaParticleNet", "ParticleNet", "batch_norm", "select_neighbours"]
 
 #: The paper's configuration.
 NEIGHBOURS = 16
 EDGE_DIMS = ((64, 64, 64), (128, 128, 128), (256, 256, 256))
 FC_DIM = 256
 DROPOUT = 0.1
+#: Edges per chunk of the edge MLP in evaluation without autograd (cache-sized activations).
+EDGE_CHUNK = 1 << 14
 #: Distance of padded partners and of the constituent itself (never chosen).
 FAR = 1e30
 #: Columns of :func:`~lloca_hep.models.plain.jet_relative_features` used as the first
@@ -84,10 +87,52 @@ def select_neighbours(d: torch.Tensor, mask: torch.Tensor, k: int
     return torch.where(valid, idx, 0), valid
 
 
+@torch.no_grad()  # only the neighbour indices are used: no graph over N² pairs
 def _squared_distances(x: torch.Tensor) -> torch.Tensor:
-    """``|x_i - x_j|²`` ``(B, N, N)`` of points ``x (B, N, C)``."""
+    """``|x_i - x_j|²`` ``(B, N, N)`` of points ``x (B, N, C)`` (no gradient)."""
     sq = x.square().sum(-1)
     return (sq[:, :, None] + sq[:, None, :] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
+
+
+def batch_norm(norm: MaskedBatchNorm, x: torch.Tensor, valid: torch.Tensor,
+               all_valid: bool | None = None) -> torch.Tensor:
+    """``norm(x, valid)`` (:class:`~lloca_hep.models._layers.MaskedBatchNorm` of the last axis of
+    ``x (..., C)`` over the entries where ``valid`` is True) on torch's fused ``batch_norm``
+    kernels: the same statistics, output on the valid entries and running estimates. Entries
+    that are not valid are zero in training (the masked form transforms them; both are for the
+    caller to ignore). ``all_valid``: ``bool(valid.all())`` if the caller knows it."""
+    C = x.shape[-1]
+    flat = x.reshape(-1, C)
+
+    def shaped(y: torch.Tensor) -> torch.Tensor:  # no view for 2-d input: ReLU in place after
+        return y if x.dim() == 2 else y.view_as(x)
+
+    if not norm.training:
+        return shaped(F.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight,
+                                   norm.bias, False, 0.0, norm.eps))
+    if torch.compiler.is_compiling():  # traced: no data-dependent branches
+        return norm(x, valid)
+    v = valid.reshape(-1)
+    if all_valid is None:
+        all_valid = bool(v.all())
+    if (not all_valid and int(v.sum()) < 2) or flat.shape[0] < 2:
+        return norm(x, valid)  # its rules for batches of zero or one counted entry
+    args = (norm.running_mean, norm.running_var, norm.weight, norm.bias, True, norm.momentum,
+            norm.eps)
+    if all_valid:
+        return shaped(F.batch_norm(flat, *args))
+    return shaped(flat.new_zeros(flat.shape).index_put((v,), F.batch_norm(flat[v], *args)))
+
+
+def _all_valid(valid: torch.Tensor) -> bool:
+    """``bool(valid.all())``; False while tracing (the general masked form is traced)."""
+    return False if torch.compiler.is_compiling() else bool(valid.all())
+
+
+def _folded(norm: MaskedBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation-mode normalisation as ``x * scale + shift``."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
 
 
 class EdgeConvBlock(nn.Module):
@@ -96,11 +141,18 @@ class EdgeConvBlock(nn.Module):
     Edge ``(i, j)`` features ``[x_i, x_j - x_i, extra_ij]`` -> per width ``Linear (no bias) ->
     MaskedBatchNorm -> ReLU`` -> mean over the valid neighbours; plus the shortcut ``x`` (or
     ``BatchNorm(Linear x)`` when the width changes); ReLU; padded rows zero.
+
+    Computed without forming the edge features: the first linear layer ``W = [W_a, W_b, W_c]``
+    of an edge is ``(W_a - W_b) x_i + W_b x_j + W_c extra_ij``, whose first two terms are
+    products per particle (``k`` times fewer than per edge), gathered at the neighbours; the
+    normalisations run on torch's fused kernels (:func:`batch_norm`) and, in evaluation, are
+    folded into the linear layers.
     """
 
     def __init__(self, in_dim: int, widths: Sequence[int], extra_edge_dim: int = 0):
         super().__init__()
         dims = [2 * in_dim + extra_edge_dim, *widths]
+        self.in_dim = in_dim
         self.linears = nn.ModuleList(
             nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.norms = nn.ModuleList(MaskedBatchNorm(b) for b in dims[1:])
@@ -111,21 +163,98 @@ class EdgeConvBlock(nn.Module):
             self.shortcut_norm = MaskedBatchNorm(widths[-1])
         self.act = nn.ReLU()
 
+    def _layers(self) -> list[tuple[nn.Linear, MaskedBatchNorm]]:
+        return [(cast(nn.Linear, lin), cast(MaskedBatchNorm, norm))
+                for lin, norm in zip(self.linears, self.norms, strict=True)]
+
     def forward(self, x: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor,
-                mask: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor, extra: torch.Tensor | None = None,
+                all_valid: bool | None = None) -> torch.Tensor:
         """``x (B, N, C)``, neighbours ``idx``/``valid (B, N, k)``, ``mask (B, N)``, optional
-        edge features ``extra (B, N, k, E)``."""
-        xj = _gather(x, idx)
-        xi = x[:, :, None].expand_as(xj)
-        e = torch.cat([xi, xj - xi] if extra is None else [xi, xj - xi, extra], dim=-1)
-        for lin, norm in zip(self.linears, self.norms, strict=True):
-            e = self.act(norm(lin(e), valid))
-        w = valid[..., None].to(e.dtype)
-        agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+        edge features ``extra (B, N, k, E)``; ``all_valid``: ``bool(valid.all())`` if known."""
+        C = self.in_dim
+        if all_valid is None:
+            all_valid = _all_valid(valid)
+        layers = self._layers()
+        weight = layers[0][0].weight
+        w_nb = weight[:, C:2 * C]
+        w_self, w_extra = weight[:, :C] - w_nb, weight[:, 2 * C:]
+        if not self.training:
+            scale, shift = _folded(layers[0][1])
+            w_self, w_nb, w_extra = scale[:, None] * w_self, scale[:, None] * w_nb, \
+                scale[:, None] * w_extra
+            node = torch.addmm(shift, x.reshape(-1, C), w_self.t()).view(*x.shape[:2], -1)
+            if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+                agg = self._aggregate_chunked(node, x @ w_nb.t(), w_extra, idx, valid, extra,
+                                              all_valid)
+                return self._finish(agg, x, mask)
+        else:
+            node = x @ w_self.t()
+        B, N, k = idx.shape
+        # the edges as (B N k, width) rows; in-place ReLUs on results that are not views
+        e = (node[:, :, None] + _gather(x @ w_nb.t(), idx)).view(B * N * k, -1)
+        if extra is not None:
+            e = torch.addmm(e, extra.reshape(B * N * k, -1), w_extra.t())
+        flat_valid = valid.reshape(-1)
+        if self.training:
+            e = batch_norm(layers[0][1], e, flat_valid, all_valid)
+        e = torch.relu_(e)
+        for lin, norm in layers[1:]:
+            if self.training:
+                e = batch_norm(norm, e @ lin.weight.t(), flat_valid, all_valid)
+            else:
+                scale, shift = _folded(norm)
+                e = torch.addmm(shift, e, (scale[:, None] * lin.weight).t())
+            e = torch.relu_(e)
+        e = e.view(B, N, k, -1)
+        if all_valid:
+            agg = e.mean(2)
+        else:
+            w = valid[..., None].to(e.dtype)
+            agg = (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+        return self._finish(agg, x, mask)
+
+    def _finish(self, agg: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         sc = x
         if self.shortcut is not None and self.shortcut_norm is not None:
-            sc = self.shortcut_norm(self.shortcut(x), mask)
+            sc = batch_norm(self.shortcut_norm, self.shortcut(x), mask)
         return self.act(agg + sc) * mask[..., None].to(x.dtype)
+
+    def _aggregate_chunked(self, node: torch.Tensor, nb: torch.Tensor, w_extra: torch.Tensor,
+                           idx: torch.Tensor, valid: torch.Tensor, extra: torch.Tensor | None,
+                           all_valid: bool) -> torch.Tensor:
+        """Evaluation without autograd: the edge MLP (normalisations folded) and the mean over
+        the neighbours for chunks of about :data:`EDGE_CHUNK` edges, so that the edge
+        activations stay small and in cache. ``node``/``nb (B, N, width)``: the first layer's
+        per-particle terms of ``i`` and of the neighbour."""
+        B, N, k = idx.shape
+        width = node.shape[-1]
+        node, nb = node.reshape(B * N, width), nb.reshape(B * N, width)
+        rows = (idx + torch.arange(B, device=idx.device)[:, None, None] * N).reshape(B * N, k)
+        later = []
+        for lin, norm in self._layers()[1:]:
+            scale, shift = _folded(norm)
+            later.append(((scale[:, None] * lin.weight).t(), shift))
+        ext = None if extra is None else extra.reshape(B * N, k, extra.shape[-1])
+        weights = valid.reshape(B * N, k, 1).to(node.dtype)
+        counts = weights.sum(1).clamp_min(1.0)
+        out = node.new_empty(B * N, later[-1][1].shape[0] if later else width)
+        step = max(1, EDGE_CHUNK // max(1, k))
+        for lo in range(0, B * N, step):
+            hi = min(B * N, lo + step)
+            e = nb.index_select(0, rows[lo:hi].reshape(-1)).view(hi - lo, k, width)
+            e += node[lo:hi, None]
+            if ext is not None:
+                e.view(-1, width).addmm_(ext[lo:hi].reshape(-1, ext.shape[-1]), w_extra.t())
+            f = torch.relu_(e.view(-1, width))
+            for w_t, shift in later:
+                f = torch.relu_(torch.addmm(shift, f, w_t))
+            f3 = f.view(hi - lo, k, -1)
+            if all_valid:
+                torch.mean(f3, 1, out=out[lo:hi])
+            else:
+                torch.div((f3 * weights[lo:hi]).sum(1), counts[lo:hi], out=out[lo:hi])
+        return out.view(B, N, -1)
 
 
 class _Head(nn.Module):
@@ -204,14 +333,15 @@ class ParticleNet(nn.Module):
         points = x[..., list(COORDINATE_COLUMNS)]
         if scalars is not None:
             x = torch.cat([x, scalars.to(x.dtype) * mask[..., None].to(x.dtype)], dim=-1)
-        h = self.input_norm(x.to(dtype), mask) * mask[..., None].to(dtype)
+        h = batch_norm(self.input_norm, x.to(dtype), mask) * mask[..., None].to(dtype)
         for block in self.blocks:
             idx, valid = select_neighbours(_squared_distances(points), mask, self.neighbours)
-            h = block(h, idx, valid, mask)
+            h = block(h, idx, valid, mask, all_valid=_all_valid(valid))
             points = h
         return self.head(h, mask)
 
 
+@torch.no_grad()  # only the neighbour indices are used
 def _invariant_distances(lf: LocalFrames) -> torch.Tensor:
     """``<u_i, u_j>`` ``(B, N, N)`` float64, ``u = p / E`` with ``E = <p, J>`` the energy in
     the jet rest frame: Lorentz invariant (``1 - cos`` of the rest-frame opening angle for
@@ -302,7 +432,7 @@ class LLoCaParticleNet(nn.Module):
             x = torch.cat([x, scalars[..., :n_inv].to(x.dtype) * mask[..., None].to(x.dtype)],
                           dim=-1)
         m = mask[..., None].to(dtype)
-        h = self.input_norm(x.to(dtype), mask) * m
+        h = batch_norm(self.input_norm, x.to(dtype), mask) * m
         d = _invariant_distances(lf)
         for block, to_vec, edge_norm in zip(self.blocks, self.to_vectors, self.edge_norms,
                                             strict=True):
@@ -311,7 +441,9 @@ class LLoCaParticleNet(nn.Module):
             edges = edge_frames(lf.relative, idx)
             if edges is not None:  # into frame i: L_i L_j^{-1}
                 vj = torch.matmul(vj, edges.to(dtype).transpose(-1, -2))
-            em = edge_norm(self._edge_momenta(lf, idx).to(dtype), valid)
-            h = block(h, idx, valid, mask, torch.cat([em, vj.flatten(-2)], dim=-1))
+            all_valid = _all_valid(valid)
+            em = batch_norm(cast(MaskedBatchNorm, edge_norm), self._edge_momenta(lf, idx).to(dtype),
+                            valid, all_valid)
+            h = block(h, idx, valid, mask, torch.cat([em, vj.flatten(-2)], dim=-1), all_valid)
             d = _squared_distances(h)
         return self.head(h, mask)
