@@ -64,8 +64,11 @@ def test_jettagger_and_tag_accept_the_short_name(tagger, jets, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     tree = uproot.open(out)["scores"]
     assert tree.keys() == [f"score_{c}" for c in CLASS_NAMES]
-    np.testing.assert_array_equal(
-        np.stack([tree[f"score_{c}"].array(library="np")[:200] for c in CLASS_NAMES], 1), want)
+    # the whole file is batched by multiplicity, the 200 jets above among themselves: the
+    # same jets in other batches agree to float32 round-off, not bit for bit
+    np.testing.assert_allclose(
+        np.stack([tree[f"score_{c}"].array(library="np")[:200] for c in CLASS_NAMES], 1), want,
+        rtol=1e-5, atol=1e-7)
 
 
 def test_demo_classes(tmp_path):

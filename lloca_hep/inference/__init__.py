@@ -6,7 +6,9 @@ Public API::
         -> dict   (what ``lloca-hep tag`` runs)
 
 The way is the one every route shares: :func:`lloca_hep.io.iterate_jets` ->
-:meth:`lloca_hep.tagger.Tagger.score` -> :class:`lloca_hep.io.FriendTreeWriter`.
+:meth:`lloca_hep.tagger.Tagger.score` -> :class:`lloca_hep.io.FriendTreeWriter`, with the
+next chunk read and padded on a thread (:mod:`lloca_hep.inference.readahead`) while this one
+is scored.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from lloca_hep._defaults import DEFAULT_TAG_STEP_SIZE
@@ -40,9 +39,10 @@ def tag_file(
 
     ``model``: a tagger file (``.pt`` or exported ``.pt2``), a loaded :class:`Tagger`, or None
     for the shipped tagger. Chunks of ``step_size`` (entries, or a size such as ``"50 MB"``)
-    stream through :func:`lloca_hep.io.iterate_jets` -> :meth:`Tagger.score` ->
-    :class:`lloca_hep.io.FriendTreeWriter`: one output entry per input entry (event layouts keep
-    one score per jet of each event). The output is written atomically and must differ from
+    stream through :func:`lloca_hep.io.iterate_jets` -> :meth:`Tagger.score` (its padding,
+    :func:`lloca_hep.preprocessing.inputs.network_inputs`, done for the next chunk on a
+    read-ahead thread while this one is scored) -> :class:`lloca_hep.io.FriendTreeWriter`: one
+    output entry per input entry (event layouts keep one score per jet of each event). The output is written atomically and must differ from
     the input; an existing output is replaced only with ``overwrite``. Jets without
     constituents get NaN (one warning at the end).
 
@@ -53,7 +53,11 @@ def tag_file(
     from tqdm.auto import tqdm
 
     from lloca_hep._files import check_output, resolve_inputs
-    from lloca_hep.io import FriendTreeWriter, OutputError, iterate_jets
+    from lloca_hep.io import FriendTreeWriter, JetChunk, OutputError, iterate_jets
+    from lloca_hep.preprocessing.inputs import network_inputs
+    from lloca_hep.preprocessing.padding import PaddedJets
+
+    from .readahead import read_ahead
 
     t0 = time.perf_counter()
     input_path = os.fspath(input)
@@ -79,18 +83,22 @@ def tag_file(
     chunks = iterate_jets(input_path, step_size=step_size, tree=tree, layout=layout,
                           collection=collection, jet_fields=[],
                           features=tagger.inputs if len(tagger.inputs) else None)
+
+    def prepare(chunk: JetChunk) -> PaddedJets:  # on the read-ahead thread
+        return network_inputs(chunk.jets, tagger.inputs, tagger.max_constituents,
+                              tagger.sort_by_pt)
+
     bar = tqdm(desc=f"tagging {os.path.basename(input_path)}", unit=" entries",
                disable=not progress)
     try:
         with writer:
-            for chunk in chunks:
+            for chunk, padded in read_ahead(chunks, prepare):
                 if bar.total is None and chunk.num_entries >= 0:
                     bar.total = chunk.num_entries
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", EmptyJetWarning)
-                    warnings.simplefilter("ignore", NonFiniteScoreWarning)
-                    scores = tagger.score(chunk.jets)
-                empty = int(np.count_nonzero(ak.num(chunk.jets["constituents"], axis=1) == 0))
+                # what Tagger.score does, with the padding done ahead
+                scores = tagger.score_padded(padded.p4, padded.mask, scalars=padded.scalars,
+                                             warn_empty=False, warn_nonfinite=False)
+                empty = padded.n_empty
                 n_jets += len(scores)
                 n_empty += empty
                 finite = np.isfinite(scores)

@@ -322,6 +322,9 @@ class OnnxTagger(Tagger):
     intra-op threads (None: ``torch.get_num_threads()``).
     """
 
+    #: ONNX Runtime has its own intra-op pool: one batch at a time.
+    parallel_batches = False
+
     def __init__(self, data: bytes, header: dict[str, Any], *, source: str | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
                  onnx_info: dict[str, Any] | None = None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ __all__ = [
     "resolve_device",
 ]
 
-#: Jets scored per forward pass by default.
-DEFAULT_BATCH_SIZE = 512
+#: Jets scored per forward pass by default. On the CPU larger batches are not faster: at 512
+#: jets of 48-64 constituents a forward pass frees and re-touches tens of MB, which glibc's
+#: malloc returns to the system and faults in again each time (docs/benchmarks.md, issue 14).
+DEFAULT_BATCH_SIZE = 256
 #: Devices :func:`resolve_device` accepts, as told to the user.
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -144,7 +147,16 @@ class Tagger:
     A binary tagger (logits ``(B,)``, or two classes) scores one float32 signal probability
     per jet; a multi-class tagger (``num_classes`` > 2) scores ``(n_jets, C)`` probabilities
     whose columns :attr:`class_names` names.
+
+    On the CPU, :meth:`score_padded` scores its batches on ``torch.get_num_threads()``
+    threads side by side, one intra-op thread each (:attr:`parallel_batches`); the model's
+    ``forward`` must then be safe to call from several threads in evaluation mode, as torch
+    modules without state written in ``forward`` are.
     """
+
+    #: Score batches on several threads on the CPU (False: one batch at a time, each with
+    #: torch's intra-op threads; for back ends with their own thread pool).
+    parallel_batches: bool = True
 
     def __init__(
         self,
@@ -294,23 +306,11 @@ class Tagger:
         if nonempty.numel() == 0:
             return out
         bs = int(batch_size or self.batch_size)
+        batches, workers = self._plan_batches(counts, nonempty, bs)
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
-                for start in range(0, int(nonempty.numel()), bs):
-                    idx = nonempty[start:start + bs]
-                    # trim padding columns that no jet of this batch uses
-                    width = max(int(counts[idx].max()), 1)
-                    batch_p4 = p4_t[idx, :width].to(self.device, non_blocking=True)
-                    batch_mask = mask_t[idx, :width].to(self.device, non_blocking=True)
-                    if scalars_t is None:
-                        logits = self.model(batch_p4, batch_mask)
-                    else:
-                        batch_s = scalars_t[idx, :width].to(self.device, non_blocking=True)
-                        logits = self.model(batch_p4, batch_mask, batch_s)
-                    probs = _probabilities(logits, self.is_multiclass)
-                    out[idx.numpy()] = probs.float().cpu().numpy()
+            self._run_batches(batches, workers, p4_t, mask_t, scalars_t, counts, out)
         finally:
             self.model.train(was_training)
         finite = np.isfinite(out[nonempty.numpy()])
@@ -325,6 +325,77 @@ class Tagger:
                 stacklevel=2,
             )
         return out
+
+    def _batch_workers(self) -> int:
+        """Threads that score batches side by side: ``torch.get_num_threads()`` on the CPU
+        (each then runs its batches with one intra-op thread), else 1."""
+        if self.device.type != "cpu" or not self.parallel_batches:
+            return 1
+        return max(1, int(torch.get_num_threads()))
+
+    def _plan_batches(self, counts: torch.Tensor, nonempty: torch.Tensor,
+                      batch_size: int) -> tuple[list[torch.Tensor], int]:
+        """The batches (indices into the jets) of at most ``batch_size`` jets with
+        constituents, and how many threads score them.
+
+        Jets are ordered by descending multiplicity (stable), so that each batch is padded
+        only to its own longest jet and the widest batches start first; the network sees
+        every jet alone (no batch statistics in evaluation), so the order changes the scores
+        only by float round-off. With ``w`` workers there are at least ``w`` batches (when
+        there are that many jets), a multiple of ``w`` of them, their sizes within one jet.
+        """
+        n = int(nonempty.numel())
+        order = nonempty[torch.argsort(counts[nonempty], descending=True, stable=True)]
+        workers = min(self._batch_workers(), n)
+        n_batches = -(-n // batch_size)
+        if workers > 1:
+            n_batches = min(-(-max(n_batches, workers) // workers) * workers, n)
+        return list(torch.tensor_split(order, n_batches)), max(workers, 1)
+
+    def _run_batches(self, batches: list[torch.Tensor], workers: int, p4: torch.Tensor,
+                     mask: torch.Tensor, scalars: torch.Tensor | None, counts: torch.Tensor,
+                     out: np.ndarray) -> None:
+        """Score ``batches`` into the rows of ``out``, on ``workers`` threads.
+
+        With several workers, each thread scores whole batches with one torch intra-op
+        thread (:func:`torch.set_num_threads` acts on the calling thread's OpenMP/MKL pools;
+        the caller's count is restored): the two cores stay busy through the serial parts of
+        a forward pass (Python, the numba frame kernels) and no thread spins at an OpenMP
+        barrier waiting for a core that another process holds.
+        """
+        device = self.device
+
+        def one(idx: torch.Tensor) -> np.ndarray:
+            width = max(int(counts[idx].max()), 1)  # trim padding no jet of this batch uses
+            batch_p4 = p4[idx, :width].to(device, non_blocking=True)
+            batch_mask = mask[idx, :width].to(device, non_blocking=True)
+            with torch.no_grad():
+                if scalars is None:
+                    logits = self.model(batch_p4, batch_mask)
+                else:
+                    batch_s = scalars[idx, :width].to(device, non_blocking=True)
+                    logits = self.model(batch_p4, batch_mask, batch_s)
+                probs = _probabilities(logits, self.is_multiclass)
+                return np.asarray(probs.float().cpu().numpy())
+
+        if workers <= 1 or len(batches) <= 1:
+            for idx in batches:
+                out[idx.numpy()] = one(idx)
+            return
+
+        def single_threaded(idx: torch.Tensor) -> np.ndarray:
+            torch.set_num_threads(1)
+            return one(idx)
+
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lloca-score")
+        try:
+            futures = [pool.submit(single_threaded, idx) for idx in batches]
+            for idx, future in zip(batches, futures, strict=True):
+                out[idx.numpy()] = future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
 
     def score(self, jets: Any, *, batch_size: int | None = None) -> np.ndarray:
         """Signal probabilities, float32 ``(n_jets,)`` (``(n_jets, C)`` for a multi-class
