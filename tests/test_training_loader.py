@@ -7,6 +7,7 @@ clusters (the unit a piece of :mod:`lloca_hep.training.pieces` is made of).
 from __future__ import annotations
 
 import math
+import multiprocessing
 from pathlib import Path
 
 import awkward as ak
@@ -215,6 +216,22 @@ def test_training_with_workers_equals_training_without(class_files, tmp_path):
         [h["train_loss"] for h in results[1].history]
     assert results[1].metadata["training"]["workers"] == 2
     assert results[1].metadata["training"]["mixing"] == "files"
+    assert multiprocessing.active_children() == []  # the reading workers were stopped
+
+
+def test_interleaved_passes_over_shared_workers_fail_loudly(class_files):
+    data = _stream(class_files, workers=2)
+    train_part, val_part = split_dataset(data, 0.25, seed=0)
+    try:
+        passing = train_part.batches(32, shuffle=True, seed=0)
+        first = next(passing)
+        assert len(first.labels) == 32
+        assert sum(len(b.labels) for b in val_part.batches(64)) > 100
+        with pytest.raises(RuntimeError, match="cannot interleave"):
+            next(passing)
+    finally:
+        train_part.close()
+        val_part.close()
 
 
 # ---------------------------------------------------------------------------- weights

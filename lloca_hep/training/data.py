@@ -188,7 +188,7 @@ class StreamingDataset:
                  class_weights: tuple[float, ...] | None = None,
                  memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
                  mixing: str = DEFAULT_MIXING, workers: int = 0, holdout_every: int = 0,
-                 holdout: bool = False) -> None:
+                 holdout: bool = False, loader: PieceLoader | None = None) -> None:
         if mixing not in MIXING_CHOICES:
             raise ValueError(f"mixing must be one of {MIXING_CHOICES}, got {mixing!r}")
         self.source = source
@@ -213,7 +213,7 @@ class StreamingDataset:
         self._expected = [n * fraction for n in self.per_file]
         #: buffer statistics of the latest pass (:class:`~.mixing.MixStats`).
         self.stats = MixStats()
-        self._loader: PieceLoader | None = None
+        self._loader = loader
 
     @property
     def files(self) -> list[str]:
@@ -242,11 +242,13 @@ class StreamingDataset:
         return -(-len(self) // batch_size)
 
     def holdout_part(self, every: int, holdout: bool) -> StreamingDataset:
-        """The jets of every ``every``-th entry (``holdout``) or all others."""
+        """The jets of every ``every``-th entry (``holdout``) or all others (read by the same
+        worker processes)."""
         return StreamingDataset(self.source, self.layouts, self.per_file, counts=None,
                                 class_weights=self.class_weights,
                                 memory_limit_bytes=self.memory_limit_bytes, mixing=self.mixing,
-                                workers=self.workers, holdout_every=every, holdout=holdout)
+                                workers=self.workers, holdout_every=every, holdout=holdout,
+                                loader=self._piece_loader())
 
     def piece_targets(self) -> list[int]:
         """Entries per piece of each file for ``mixing="files"``: a share of the buffer
@@ -296,9 +298,13 @@ class StreamingDataset:
         """The :class:`Batch` es of one pass (see the class docstring)."""
         self.stats = MixStats()
         pieces, streams = self.plan(shuffle, seed, self.stats)
-        if self._loader is None:
+        yield from mix(self._piece_loader().run(pieces), streams, batch_size,
+                       pin_memory=pin_memory)
+
+    def _piece_loader(self) -> PieceLoader:
+        if self._loader is None or self._loader.workers != self.workers:
             self._loader = PieceLoader(self.source, self.workers, persistent=True)
-        yield from mix(self._loader.run(pieces), streams, batch_size, pin_memory=pin_memory)
+        return self._loader
 
     def close(self) -> None:
         """Stop the reading worker processes (a later pass starts new ones)."""
@@ -367,47 +373,55 @@ def load_dataset(
                        inputs or preset("kin"), tree, step_size, weight_branch)
     layouts = [read_layout(source, i) for i in range(len(source.files))]
     first = _FirstPass(layouts, max_jets)
+    loader = PieceLoader(source, workers, persistent=True)  # kept for streamed epochs
     parts: list[Part] = []
     nbytes = 0
     per_file = np.zeros(len(layouts), dtype=np.int64)
     per_class = np.zeros(spec.n_classes, dtype=np.int64)
     class_weights = np.zeros(spec.n_classes, dtype=np.float64)
-    with tqdm(desc="reading " + (paths[0] if len(paths) == 1 else f"{len(paths)} files"),
-              unit=" jets", disable=not progress, leave=False) as bar:
-        for data in PieceLoader(source, workers).run(first):
-            n = data.n_jets
-            if max_jets is not None:
-                n = min(n, max(max_jets - first.n_read, 0))
-            if n == 0:
-                if max_jets is not None and first.n_read >= max_jets:
-                    break
-                continue
-            filled = data.nonempty[:n]
-            y = data.labels[:n][filled].astype(np.int64)
-            per_file[data.piece.file] += int(filled.sum())
-            per_class += np.bincount(y, minlength=spec.n_classes)
-            w = None if data.weights is None else data.weights[:n][filled]
-            class_weights += np.bincount(y, weights=w, minlength=spec.n_classes)
-            if first.pad and data.part is not None:
-                parts.append(data.part.take(slice(0, n)))
-                nbytes += parts[-1].nbytes
-                if nbytes > memory_limit_bytes:
-                    log.info("padded data exceed %.1f GB: streaming from disk each epoch",
-                             memory_limit_bytes / 1e9)
-                    first.pad = False
-                    parts.clear()
-            first.n_read += n
-            bar.update(n)
+    try:
+        with tqdm(desc="reading " + (paths[0] if len(paths) == 1 else f"{len(paths)} files"),
+                  unit=" jets", disable=not progress, leave=False) as bar:
+            for data in loader.run(first):
+                n = data.n_jets
+                if max_jets is not None:
+                    n = min(n, max(max_jets - first.n_read, 0))
+                if n == 0:
+                    if max_jets is not None and first.n_read >= max_jets:
+                        break
+                    continue
+                filled = data.nonempty[:n]
+                y = data.labels[:n][filled].astype(np.int64)
+                per_file[data.piece.file] += int(filled.sum())
+                per_class += np.bincount(y, minlength=spec.n_classes)
+                w = None if data.weights is None else data.weights[:n][filled]
+                class_weights += np.bincount(y, weights=w, minlength=spec.n_classes)
+                if first.pad and data.part is not None:
+                    parts.append(data.part.take(slice(0, n)))
+                    nbytes += parts[-1].nbytes
+                    if nbytes > memory_limit_bytes:
+                        log.info("padded data exceed %.1f GB: streaming from disk each epoch",
+                                 memory_limit_bytes / 1e9)
+                        first.pad = False
+                        parts.clear()
+                first.n_read += n
+                bar.update(n)
+    except BaseException:
+        loader.close()  # stop the workers now, not when the traceback is freed
+        raise
+    if first.pad or first.n_read == 0:
+        loader.close()
     if first.n_read == 0:
         raise ValueError(f"no jets found in {paths}")
     if not first.pad:
         if max_jets is not None:
+            loader.close()
             raise ValueError("max_jets is only supported for data that fit in memory")
         return StreamingDataset(source, layouts, per_file.tolist(),
                                 counts=tuple(int(c) for c in per_class),
                                 class_weights=tuple(float(c) for c in class_weights),
                                 memory_limit_bytes=memory_limit_bytes, mixing=mixing,
-                                workers=workers)
+                                workers=workers, loader=loader)
     return _concatenate(parts, spec.n_classes).drop_empty()
 
 

@@ -266,10 +266,16 @@ class _PieceSampler:
 
 class PieceLoader:
     """Reads pieces with a ``DataLoader`` of ``workers`` processes (0: in this process);
-    ``persistent`` keeps the worker processes between passes (epochs) until :meth:`close`."""
+    ``persistent`` keeps the worker processes between passes (epochs) until :meth:`close`.
+
+    One loader may serve several datasets of the same files (the first reading, the training
+    and the validation part of a hold-out split), one pass at a time: a pass started while
+    another is unfinished ends the unfinished one (it raises ``RuntimeError`` if resumed)."""
 
     def __init__(self, source: JetSource, workers: int = 0, *, persistent: bool = False) -> None:
+        self.source = source
         self.workers = int(workers)
+        self._generation = 0
         self._sampler = _PieceSampler()
         extra: dict[str, Any] = {}
         if self.workers:
@@ -281,8 +287,17 @@ class PieceLoader:
     def run(self, pieces: Iterable[Piece]) -> Iterator[PieceData]:
         """The :class:`PieceData` of ``pieces``, in their order (``pieces`` is consumed lazily,
         at most ``workers * PREFETCH_PIECES`` ahead of what was returned)."""
+        self._generation += 1
+        generation = self._generation
         self._sampler.pieces = pieces
-        for item in self._loader:
+        iterator = iter(self._loader)
+        while True:
+            if generation != self._generation:
+                raise RuntimeError("another pass over these reading workers started before "
+                                   "this one ended; passes over one loader cannot interleave")
+            item = next(iterator, None)
+            if item is None:
+                return
             if isinstance(item, _Failure):
                 raise item.error
             yield item
