@@ -14,6 +14,12 @@ streamed (``--stream-limit`` bytes, read again every epoch).
 
     python benchmarks/bench_loader.py --baseline /work/main --jets 20000 --repeat 3
     python benchmarks/bench_loader.py --input /work/data/train.root --val /work/data/val.root
+    python benchmarks/bench_loader.py --breakdown 30 --repeat 3   # the bound, from CPU times
+
+``--breakdown STEPS`` measures instead, with the thread CPU time of one process (robust under
+load), what DataLoader workers could at best take off the training thread: one epoch's reading
++ padding (what streamed data cost every epoch), gathering the in-memory batches, and the
+training steps (``STEPS`` of them, scaled to the epoch).
 
 Without ``--input`` a training file of ``--jets`` jets is made by repeating the entries of
 ``lloca_hep/data/sample.root`` (4000 top/QCD jets) in clusters of 20,000 jets (as
@@ -60,8 +66,9 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def make_input(path: Path, n_jets: int) -> Path:
-    """``n_jets`` jets: the entries of sample.root repeated, written in clusters."""
+def make_input(path: Path, n_jets: int, cluster: int = CLUSTER_JETS) -> Path:
+    """``n_jets`` jets: the entries of sample.root repeated, written in clusters of
+    ``cluster`` jets."""
     import awkward as ak
     import numpy as np
     import uproot
@@ -76,8 +83,8 @@ def make_input(path: Path, n_jets: int) -> Path:
     with uproot.recreate(path) as f:
         tree = f.mktree("jets", {k: (v.type if isinstance(v, ak.Array) else v.dtype)
                                  for k, v in data.items()}, counter_name=lambda _: "npart")
-        for lo in range(0, n_jets, CLUSTER_JETS):
-            tree.extend({k: v[lo:lo + CLUSTER_JETS] for k, v in data.items()})
+        for lo in range(0, n_jets, cluster):
+            tree.extend({k: v[lo:lo + cluster] for k, v in data.items()})
     np.testing.assert_equal(uproot.open(path)["jets"].num_entries, n_jets)
     return path
 
@@ -94,11 +101,71 @@ def run(code_root: Path, settings: dict, train_file: Path, val_file: Path,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+BREAKDOWN = textwrap.dedent("""
+    import json, math, sys, time
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from lloca_hep.models import build_model
+    from lloca_hep.training.data import load_dataset
+    from lloca_hep.training.epoch import batch_loss, forward, prepare_logits
+    from lloca_hep.training.pieces import read_piece
+    settings, train_file, steps = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    n_max, bs = settings["max_constituents"], settings["batch_size"]
+    stream = load_dataset(train_file, max_constituents=n_max, memory_limit_bytes=1,
+                          progress=False)
+    memory = load_dataset(train_file, max_constituents=n_max, progress=False)
+    pieces, _ = stream.plan(True, 0)
+    read_piece(stream.source, pieces[0])  # warm-up (numba, imports)
+    c0 = time.thread_time()
+    for piece in pieces:
+        read_piece(stream.source, piece)
+    read_s = time.thread_time() - c0
+    c0 = time.thread_time()
+    batches = []
+    for i, b in enumerate(memory.batches(bs, shuffle=True, seed=1)):
+        if i < steps + 2:
+            batches.append(b)
+    gather_s = time.thread_time() - c0
+    torch.manual_seed(0)
+    net = build_model("LLoCaTransformer", settings["model_config"])
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    def step(b):
+        loss = batch_loss(prepare_logits(forward(net, b, torch.device("cpu")), False),
+                          b.labels, None, False)
+        opt.zero_grad(); loss.backward(); opt.step()
+    for b in batches[:2]:
+        step(b)
+    c0 = time.thread_time()
+    for b in batches[2:]:
+        step(b)
+    step_s = (time.thread_time() - c0) / steps
+    n_steps = math.ceil(len(memory) / bs)
+    print(json.dumps({"jets": len(memory), "read_pad_s_per_epoch": read_s,
+                      "gather_s_per_epoch": gather_s, "step_s": step_s,
+                      "train_s_per_epoch": step_s * n_steps}))
+""")
+
+
+def breakdown(settings: dict, train_file: Path, steps: int) -> dict:
+    """Thread CPU seconds of one epoch's reading + padding, batch gathering and steps."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", BREAKDOWN, json.dumps(settings),
+                           str(train_file), str(steps)], env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"breakdown failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, help="training file (default: made here)")
     parser.add_argument("--val", type=Path, default=SAMPLE, help="validation file")
     parser.add_argument("--jets", type=int, default=20_000, help="jets of the made file")
+    parser.add_argument("--cluster", type=int, default=CLUSTER_JETS,
+                        help="jets per cluster (basket) of the made file; a streamed piece is "
+                             "at least one cluster, so reading overlaps training only from the "
+                             "second cluster on")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="checkout of today's code (e.g. /work/main); omitted: no baseline")
     parser.add_argument("--workers", default="0,1,2", help="worker counts to time")
@@ -107,10 +174,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="memory limit (bytes) of the streamed regime")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--breakdown", type=int, default=0, metavar="STEPS",
+                        help="instead: thread CPU time of one epoch's reading + padding and of "
+                             "STEPS training steps, scaled to the epoch (the share that "
+                             "workers can take off the training thread)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_loader_"))
-    train_file = args.input or make_input(work / "train.root", args.jets)
+    train_file = args.input or make_input(work / "train.root", args.jets, args.cluster)
+    if args.breakdown:
+        for r in range(args.repeat):
+            row = breakdown(RECIPE, train_file, args.breakdown)
+            train_s = row["train_s_per_epoch"]
+            print(f"round {r + 1}: {row['jets']} jets, CPU s per epoch: reading + padding "
+                  f"{row['read_pad_s_per_epoch']:.2f}, gathering in-memory batches "
+                  f"{row['gather_s_per_epoch']:.2f}, training steps {train_s:.1f} "
+                  f"({1e3 * row['step_s']:.0f} ms/step); best possible speed-up by workers: "
+                  f"streamed {(train_s + row['read_pad_s_per_epoch']) / train_s:.3f}x, in "
+                  f"memory {(train_s + row['gather_s_per_epoch']) / train_s:.4f}x; load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+        return 0
     configs: list[tuple[str, Path, dict]] = []
     for regime in args.regimes.split(","):
         limit = {} if regime == "memory" else {"memory_limit_bytes": args.stream_limit}
