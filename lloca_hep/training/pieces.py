@@ -37,6 +37,8 @@ __all__ = ["FileLayout", "JetSource", "Piece", "PieceData", "PieceLoader", "Piec
 
 #: Pieces each DataLoader worker reads ahead (``prefetch_factor``).
 PREFETCH_PIECES = 2
+#: Entries read in this process before worker processes are started (warm-up).
+WARM_UP_ENTRIES = 1
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,9 @@ class PieceLoader:
         self._sampler = _PieceSampler()
         extra: dict[str, Any] = {}
         if self.workers:
+            # compile the numba kernels and import the readers here, before the workers fork
+            # from this process: each worker would otherwise pay about a second for it
+            read_piece(source, Piece(0, 0, WARM_UP_ENTRIES))
             extra = {"prefetch_factor": PREFETCH_PIECES, "persistent_workers": persistent}
         self._loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
             PieceReader(source), batch_size=None, sampler=self._sampler,
