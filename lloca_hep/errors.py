@@ -50,6 +50,11 @@ class LabelError(LLoCaInputError):
     """The label branches are missing, not one-hot, out of range, or do not match ``classes``."""
 
 
+class WeightError(LLoCaInputError):
+    """A per-jet weight branch is missing, not one number per jet, or holds NaN/inf or negative
+    values."""
+
+
 class InvalidConstituentsWarning(UserWarning):
     """Constituents with unphysical momenta were dropped (``on_invalid="drop"``)."""
 
@@ -72,4 +77,5 @@ __all__ = [
     "MissingFileError",
     "MissingTreeError",
     "OutputError",
+    "WeightError",
 ]

@@ -37,8 +37,10 @@ from ._checks import require_number
 __all__ = [
     "DEFAULT_LABEL_BRANCH",
     "DEFAULT_MEMORY_LIMIT_BYTES",
+    "DEFAULT_MIXING",
     "DEFAULT_STEP_SIZE",
     "FRAME_CHOICES",
+    "MIXING_CHOICES",
     "SCHEDULES",
     "TrainConfig",
 ]
@@ -49,6 +51,10 @@ DEFAULT_LABEL_BRANCH = "is_signal"
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 #: Chunk size passed to :func:`lloca_hep.io.iterate_jets` when reading training data.
 DEFAULT_STEP_SIZE = "100 MB"
+#: How streamed training data are shuffled (:class:`lloca_hep.training.data.StreamingDataset`):
+#: every batch drawn from all files in proportion, or files one after the other.
+MIXING_CHOICES = ("files", "chunks")
+DEFAULT_MIXING = "files"
 #: Learning-rate schedules of :mod:`lloca_hep.training.schedule`.
 SCHEDULES = ("cosine", "onecycle", "constant")
 #: Frame choices of the LLoCa models (``frames=`` of their constructors).
@@ -158,6 +164,25 @@ class TrainConfig:
     step_size: str | int = _setting(
         DEFAULT_STEP_SIZE, type=step_size,
         help="chunk size for reading: entries (e.g. 100000) or memory (e.g. '100 MB')")
+    # data loading and per-jet weights (issue 17)
+    workers: int = _setting(
+        0, type=non_negative_int, metavar="N",
+        help="DataLoader worker processes that read and pad the ROOT files (streamed data: "
+             "every epoch, ahead of the training; in-memory data: the first reading). 0 reads "
+             "in the training process; the batches do not depend on N")
+    mixing: str = _setting(
+        DEFAULT_MIXING, choices=MIXING_CHOICES,
+        help="streamed data: files (every batch drawn from all files in proportion to their "
+             "jets, bounded shuffle buffer per file) or chunks (files one after the other in "
+             "random order, groups of reading steps shuffled)")
+    weight_branch: str | None = _setting(
+        None, metavar="BRANCH",
+        help="branch of per-jet sample weights (finite, >= 0), used in the loss (weighted "
+             "mean) and the validation metrics")
+    class_balance: bool = _setting(
+        False, action="store_true",
+        help="weight the jets so that every class has the same total training weight "
+             "(times the --weight-branch weights)")
     # ------------------------------------------------------------------ machine
     device: str = _setting("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     num_threads: int | None = _setting(
@@ -172,6 +197,15 @@ class TrainConfig:
         """:class:`ValueError` naming the first field that is out of range."""
         for name in ("epochs", "batch_size", "max_constituents", "memory_limit_bytes"):
             _require_count(name, getattr(self, name))
+        if isinstance(self.workers, bool) or not isinstance(self.workers, numbers.Integral) \
+                or self.workers < 0:
+            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if self.mixing not in MIXING_CHOICES:
+            raise ValueError(f"mixing must be one of {MIXING_CHOICES}, got {self.mixing!r}")
+        if self.weight_branch is not None and (not isinstance(self.weight_branch, str)
+                                               or not self.weight_branch):
+            raise ValueError(f"weight_branch must be a branch name or None, got "
+                             f"{self.weight_branch!r}")
         for name in ("patience", "max_jets", "max_val_jets", "num_threads"):
             if getattr(self, name) is not None:
                 _require_count(name, getattr(self, name), suffix=" or None")

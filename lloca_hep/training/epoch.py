@@ -6,7 +6,11 @@ early stopping ends the run, saving a checkpoint after every epoch. Its whole st
 epochs is a :class:`RunState`, which is what the checkpoint's ``meta`` stores.
 
 Reproducibility: every epoch reseeds the global torch generator and the shuffling from
-``(seed, epoch)``, so a resumed run continues exactly as the uninterrupted one would.
+``(seed, epoch)``, so a resumed run continues exactly as the uninterrupted one would; the
+batches do not depend on the number of DataLoader workers (:mod:`.data`).
+
+Weights (:mod:`.weights`): with a weight branch or class balancing the loss of a batch is the
+weighted mean of the per-jet losses, and the validation loss, accuracy and AUCs are weighted.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import torch
 from . import metrics
 from .checkpoint import Checkpoint, rng_state, save_checkpoint
 from .config import TrainConfig
-from .data import Batch, Dataset
+from .data import Batch, Dataset, class_weight_totals
 from .labels import LabelSpec
 from .schedule import LRSchedule
+from .weights import Weighting, class_balance_factors, weighted_mean
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +66,11 @@ def json_safe(value: Any) -> Any:
 
 def forward(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
     """The model's logits for ``batch`` (scalars passed only when the batch has them)."""
-    p4, mask = batch.p4.to(device), batch.mask.to(device)
+    p4 = batch.p4.to(device, non_blocking=True)
+    mask = batch.mask.to(device, non_blocking=True)
     if batch.scalars is None:
         return model(p4, mask)
-    return model(p4, mask, batch.scalars.to(device))
+    return model(p4, mask, batch.scalars.to(device, non_blocking=True))
 
 
 def loss_function(multiclass: bool, reduction: str = "mean") -> torch.nn.Module:
@@ -79,32 +85,62 @@ def prepare_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
     return logits.float() if multiclass else logits.reshape(-1).float()
 
 
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+               multiclass: bool) -> torch.Tensor:
+    """The loss of a batch: the mean BCE (cross-entropy for C > 2) of ``logits`` against
+    ``labels``, weighted by ``weights (B,)`` when given (``sum w_i l_i / sum w_i``)."""
+    if weights is None:
+        return loss_function(multiclass)(logits, labels)
+    return weighted_mean(loss_function(multiclass, reduction="none")(logits, labels), weights)
+
+
+def make_weighting(config: TrainConfig, data: Dataset) -> Weighting:
+    """The :class:`~.weights.Weighting` of a run: ``config.weight_branch`` and, with
+    ``config.class_balance``, the class factors of the training ``data``."""
+    factors = None
+    if config.class_balance:
+        factors = tuple(float(f) for f in class_balance_factors(class_weight_totals(data)))
+    return Weighting(config.weight_branch, factors)
+
+
 def evaluate_dataset(
     model: torch.nn.Module,
     data: Dataset,
     device: torch.device,
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     classes: tuple[str, ...] | None = None,
+    weighting: Weighting | None = None,
+    pin_memory: bool = False,
 ) -> dict[str, Any]:
     """Validation numbers of ``model`` on ``data``: ``loss`` (mean BCE, or cross-entropy for
     more than two ``classes``) and, when the classes are present, ``accuracy``, ``auc`` (the
     macro one-vs-rest AUC for several classes) and for binary labels the rejections (keys of
-    :meth:`Metrics.to_json`)."""
+    :meth:`Metrics.to_json`); all weighted by ``weighting`` when it weights the jets."""
     multiclass = classes is not None and len(classes) > 2
     was_training = model.training
     model.eval()
     probs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    weighted = weighting is not None and weighting.active
     losses = 0.0
-    n = 0
-    loss_fn = loss_function(multiclass, reduction="sum")
+    n = 0.0
+    loss_fn = loss_function(multiclass, reduction="sum" if not weighted else "none")
     try:
         with torch.no_grad():
-            for batch in data.batches(batch_size, shuffle=False):
+            for batch in data.batches(batch_size, shuffle=False, pin_memory=pin_memory):
                 logits = prepare_logits(forward(model, batch, device), multiclass)
-                y = batch.labels.to(device)
-                losses += float(loss_fn(logits, y))
-                n += int(y.numel())
+                y = batch.labels.to(device, non_blocking=True)
+                if weighted:
+                    assert weighting is not None
+                    w = weighting.jet_weights(batch)
+                    assert w is not None
+                    losses += float((loss_fn(logits, y).cpu().double() * w.double()).sum())
+                    n += float(w.double().sum())
+                    weights.append(w.numpy())
+                else:
+                    losses += float(loss_fn(logits, y))
+                    n += int(y.numel())
                 prob = torch.softmax(logits, dim=1) if multiclass else torch.sigmoid(logits)
                 probs.append(prob.cpu().numpy())
                 labels.append(y.cpu().numpy())
@@ -112,18 +148,22 @@ def evaluate_dataset(
         model.train(was_training)
     p = np.concatenate(probs)
     lab = np.concatenate(labels).astype(np.int64)
-    out: dict[str, Any] = {"loss": losses / max(n, 1)}
+    wts = np.concatenate(weights).astype(np.float64) if weighted else None
+    out: dict[str, Any] = {"loss": losses / n if n > 0 else (math.nan if weighted else 0.0)}
     if not np.all(np.isfinite(p)):
         return out
+    if wts is not None:  # jets of zero weight do not count
+        keep = wts > 0
+        p, lab, wts = p[keep], lab[keep], wts[keep]
     if multiclass:
         from .multiclass import summarize_multiclass
 
         assert classes is not None
         if np.unique(lab).size >= 2:
-            mm = summarize_multiclass(lab, p, classes)
+            mm = summarize_multiclass(lab, p, classes, weights=wts)
             out.update({"accuracy": mm.accuracy, "auc": mm.macro_auc})
     elif 0 < lab.sum() < lab.size:
-        m = metrics.summarize(lab, p)
+        m = metrics.summarize(lab, p, weights=wts)
         out.update({"accuracy": m.accuracy, "auc": m.auc})
         out.update({metrics.rejection_key(e): v for e, v in m.rejection.items()})
     return out
@@ -177,6 +217,9 @@ class Trainer:
     def __post_init__(self) -> None:
         self.multiclass = self.labels is not None and self.labels.multiclass
         self.loss_fn = loss_function(self.multiclass)
+        self.weighting = make_weighting(self.config, self.train_data)
+        #: batches are pinned for the asynchronous copy to a CUDA device
+        self.pin_memory = self.device.type == "cuda"
 
     def train_epoch(self, epoch: int, elapsed: float) -> dict[str, Any]:
         """One pass over the training data (cut short by the time budget); returns the
@@ -193,7 +236,8 @@ class Trainer:
         out_of_time = False
         steps = self.train_data.n_batches(cfg.batch_size)
         bar = tqdm(self.train_data.batches(cfg.batch_size, shuffle=True,
-                                           seed=epoch_seed(cfg.seed, epoch)),
+                                           seed=epoch_seed(cfg.seed, epoch),
+                                           pin_memory=self.pin_memory),
                    total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for i, batch in enumerate(bar):
@@ -217,7 +261,12 @@ class Trainer:
     def _step(self, data: Batch, epoch: int, batch: int) -> float:
         """One optimizer step on a batch; returns its loss."""
         logits = prepare_logits(forward(self.net, data, self.device), self.multiclass)
-        loss = self.loss_fn(logits, data.labels.to(self.device))
+        labels = data.labels.to(self.device, non_blocking=True)
+        if self.weighting.active:
+            loss = batch_loss(logits, labels, self.weighting.jet_weights(data, self.device),
+                              self.multiclass)
+        else:
+            loss = self.loss_fn(logits, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {float(loss)} at epoch {epoch + 1}, batch {batch}; "
@@ -235,7 +284,16 @@ class Trainer:
                    settings: dict[str, Any]) -> str:
         """Train from ``start_epoch`` until the run ends; returns why it stopped
         (``"epochs"``, ``"time budget"``, ``"early stopping"``). ``state`` is updated and
-        checkpointed (with ``settings``) to ``ckpt_path`` after every epoch."""
+        checkpointed (with ``settings``) to ``ckpt_path`` after every epoch. The data's reading
+        workers are stopped when it returns or raises."""
+        try:
+            return self._run_epochs(state, start_epoch, ckpt_path, settings)
+        finally:
+            self.train_data.close()
+            self.val_data.close()
+
+    def _run_epochs(self, state: RunState, start_epoch: int, ckpt_path: Path,
+                    settings: dict[str, Any]) -> str:
         cfg = self.config
         stopped = "epochs"
         if start_epoch >= cfg.epochs:
@@ -248,7 +306,8 @@ class Trainer:
             record = self.train_epoch(epoch, state.elapsed_s)
             out_of_time = record.pop("out_of_time")
             val = evaluate_dataset(self.net, self.val_data, self.device,
-                                   classes=None if self.labels is None else self.labels.classes)
+                                   classes=None if self.labels is None else self.labels.classes,
+                                   weighting=self.weighting, pin_memory=self.pin_memory)
             t_epoch = time.perf_counter() - t0
             state.elapsed_s += t_epoch
             record.update({"epoch_s": t_epoch, "elapsed_s": state.elapsed_s,

@@ -53,7 +53,7 @@ HISTORY_NAME = "history.json"
 #: Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_MUST_MATCH = ("model", "model_config", "frames", "symmetry_breaking", "batch_size",
                      "max_constituents", "label_branch", "classes", "features", "seed",
-                     "schedule")
+                     "schedule", "mixing", "weight_branch", "class_balance")
 
 Files = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -192,7 +192,8 @@ def _load_data(train_paths: list[str], val_paths: list[str] | None, config: Trai
     t_data = time.perf_counter()
     read = dict(max_constituents=config.max_constituents, labels=labels, inputs=inputs,
                 step_size=config.step_size, memory_limit_bytes=config.memory_limit_bytes,
-                progress=progress, tree=config.tree)
+                progress=progress, tree=config.tree, weight_branch=config.weight_branch,
+                workers=config.workers, mixing=config.mixing)
     data = load_dataset(train_paths, max_jets=config.max_jets, **read)  # type: ignore[arg-type]
     only = single_class(data)
     if only is not None:
@@ -227,7 +228,7 @@ def _load_data(train_paths: list[str], val_paths: list[str] | None, config: Trai
 def _check_resumable(ckpt_path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
     """CheckpointError naming the first setting of :data:`RESUME_MUST_MATCH` that differs."""
     for key in RESUME_MUST_MATCH:
-        if old.get(key) != new[key]:
+        if old.get(key, new[key]) != new[key]:  # settings added later match when absent
             raise CheckpointError(
                 ckpt_path,
                 f"was written with {key}={old.get(key)!r}, this run has {key}={new[key]!r}; "
@@ -307,6 +308,7 @@ def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: P
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),
         "labels": labels.to_json(),
+        "weighting": trainer.weighting.to_json(),
         "validation": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
     }
     tagger = Tagger(net, config.model, config.max_constituents, metadata=json_safe(metadata),

@@ -1,9 +1,12 @@
 """Binary-classification metrics used in jet tagging, in plain numpy.
 
 All functions take ``labels`` (0 = background, 1 = signal; any integer or boolean array of shape
-``(n,)``) and ``scores`` (higher = more signal-like, shape ``(n,)``). Jets whose score is NaN
-(for example jets without constituents) must be removed by the caller; the functions raise on
-them rather than guess.
+``(n,)``) and ``scores`` (higher = more signal-like, shape ``(n,)``), and optionally per-jet
+``weights`` (finite, non-negative, shape ``(n,)``): a jet of weight ``w`` then counts as ``w``
+jets in every efficiency, the AUC, the accuracy and the cross entropy (integer weights give
+the numbers of the data with each jet repeated ``w`` times). Jets whose score is NaN (for
+example jets without constituents) must be removed by the caller; the functions raise on them
+rather than guess.
 """
 
 from __future__ import annotations
@@ -19,6 +22,24 @@ import numpy as np
 ACCURACY_THRESHOLD = 0.5
 #: Signal efficiencies at which the background rejection 1/eps_B is quoted.
 REJECTION_SIGNAL_EFFICIENCIES = (0.3, 0.5)
+
+
+def _check_weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``weights`` as float64 ``(n,)`` (None stays None); ValueError unless finite and >= 0."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and non-negative")
+    return w
+
+
+def _weighted(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    labels, scores = _check(labels, scores)
+    return labels, scores, _check_weights(weights, labels.size)
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,15 +58,16 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return labels.astype(bool), scores
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Receiver operating characteristic.
 
     Returns ``(eps_b, eps_s, thresholds)``: background and signal efficiencies (false- and
-    true-positive rates) of the cut ``score >= threshold`` for every distinct score, in order of
-    decreasing threshold, starting at the point (0, 0) (threshold +inf). Tied scores form one
-    point, so the curve does not depend on the order of the jets.
+    true-positive rates, weighted by ``weights``) of the cut ``score >= threshold`` for every
+    distinct score, in order of decreasing threshold, starting at the point (0, 0) (threshold
+    +inf). Tied scores form one point, so the curve does not depend on the order of the jets.
     """
-    labels, scores = _check(labels, scores)
+    labels, scores, w = _weighted(labels, scores, weights)
     n_sig = int(labels.sum())
     n_bkg = labels.size - n_sig
     if n_sig == 0 or n_bkg == 0:
@@ -58,10 +80,20 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     # last index of every run of equal scores
     distinct = np.nonzero(np.diff(s_sorted))[0]
     ends = np.concatenate([distinct, [s_sorted.size - 1]])
-    tp = np.cumsum(l_sorted)[ends]
-    fp = (ends + 1) - tp
-    eps_s = np.concatenate([[0.0], tp / n_sig])
-    eps_b = np.concatenate([[0.0], fp / n_bkg])
+    if w is None:
+        tp = np.cumsum(l_sorted)[ends]
+        fp = (ends + 1) - tp
+        w_sig, w_bkg = float(n_sig), float(n_bkg)
+    else:
+        w_sorted = w[order]
+        tp = np.cumsum(np.where(l_sorted, w_sorted, 0.0))[ends]
+        fp = np.cumsum(np.where(l_sorted, 0.0, w_sorted))[ends]
+        w_sig, w_bkg = float(w[labels].sum()), float(w[~labels].sum())
+        if w_sig <= 0 or w_bkg <= 0:
+            raise ValueError(f"a ROC curve needs weight in both classes; got {w_sig} signal "
+                             f"and {w_bkg} background weight")
+    eps_s = np.concatenate([[0.0], tp / w_sig])
+    eps_b = np.concatenate([[0.0], fp / w_bkg])
     thresholds = np.concatenate([[np.inf], s_sorted[ends]])
     return eps_b, eps_s, thresholds
 
@@ -70,22 +102,24 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoidal rule; ties count one half)."""
-    eps_b, eps_s, _ = roc_curve(labels, scores)
+def roc_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the (weighted) ROC curve (trapezoidal rule; ties count one half)."""
+    eps_b, eps_s, _ = roc_curve(labels, scores, weights)
     return float(_trapezoid(eps_s, eps_b))
 
 
 def background_rejection(
-    labels: np.ndarray, scores: np.ndarray, signal_efficiency: float
+    labels: np.ndarray, scores: np.ndarray, signal_efficiency: float,
+    weights: np.ndarray | None = None,
 ) -> float:
-    """``1 / eps_B`` at the given signal efficiency, interpolating the ROC curve linearly.
+    """``1 / eps_B`` at the given signal efficiency, interpolating the (weighted) ROC curve
+    linearly.
 
     Returns ``inf`` when no background survives the cut.
     """
     if not 0.0 < signal_efficiency <= 1.0:
         raise ValueError(f"signal_efficiency must be in (0, 1], got {signal_efficiency}")
-    eps_b, eps_s, _ = roc_curve(labels, scores)
+    eps_b, eps_s, _ = roc_curve(labels, scores, weights)
     return _rejection_from_curve(eps_b, eps_s, signal_efficiency)
 
 
@@ -102,19 +136,30 @@ def _rejection_from_curve(eps_b: np.ndarray, eps_s: np.ndarray, target: float) -
     return math.inf if value <= 0.0 else 1.0 / value
 
 
+def _mean(values: np.ndarray, weights: np.ndarray | None) -> float:
+    if weights is None:
+        return float(np.mean(values))
+    total = float(weights.sum())
+    if total <= 0:
+        raise ValueError("the weights sum to zero")
+    return float(np.dot(values.astype(np.float64), weights) / total)
+
+
 def accuracy(labels: np.ndarray, probabilities: np.ndarray,
-             threshold: float = ACCURACY_THRESHOLD) -> float:
-    """Fraction of jets classified correctly by ``probability >= threshold``."""
-    labels, probabilities = _check(labels, probabilities)
-    return float(np.mean((probabilities >= threshold) == labels))
+             threshold: float = ACCURACY_THRESHOLD, weights: np.ndarray | None = None) -> float:
+    """(Weighted) fraction of jets classified correctly by ``probability >= threshold``."""
+    labels, probabilities, w = _weighted(labels, probabilities, weights)
+    return _mean((probabilities >= threshold) == labels, w)
 
 
-def binary_cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean binary cross entropy of probabilities (clipped away from 0 and 1 by float64 eps)."""
-    labels, probabilities = _check(labels, probabilities)
+def binary_cross_entropy(labels: np.ndarray, probabilities: np.ndarray,
+                         weights: np.ndarray | None = None) -> float:
+    """(Weighted) mean binary cross entropy of probabilities (clipped away from 0 and 1 by
+    float64 eps)."""
+    labels, probabilities, w = _weighted(labels, probabilities, weights)
     eps = np.finfo(np.float64).eps
     p = np.clip(probabilities, eps, 1.0 - eps)
-    return float(-np.mean(np.where(labels, np.log(p), np.log1p(-p))))
+    return -_mean(np.where(labels, np.log(p), np.log1p(-p)), w)
 
 
 def rejection_key(signal_efficiency: float) -> str:
@@ -160,18 +205,20 @@ class Metrics:
         return out
 
 
-def summarize(labels: np.ndarray, probabilities: np.ndarray) -> Metrics:
+def summarize(labels: np.ndarray, probabilities: np.ndarray,
+              weights: np.ndarray | None = None) -> Metrics:
     """All the numbers the field quotes for a binary tagger, as :class:`Metrics`: accuracy,
-    ROC AUC, BCE and the rejection 1/eps_B at :data:`REJECTION_SIGNAL_EFFICIENCIES`."""
-    labels_b, probabilities = _check(labels, probabilities)
-    eps_b, eps_s, _ = roc_curve(labels_b, probabilities)
+    ROC AUC, BCE and the rejection 1/eps_B at :data:`REJECTION_SIGNAL_EFFICIENCIES`, weighted
+    by ``weights`` when given (the jet counts stay counts)."""
+    labels_b, probabilities, w = _weighted(labels, probabilities, weights)
+    eps_b, eps_s, _ = roc_curve(labels_b, probabilities, w)
     return Metrics(
         n_jets=int(labels_b.size),
         n_signal=int(labels_b.sum()),
         n_background=int((~labels_b).sum()),
-        accuracy=accuracy(labels_b, probabilities),
+        accuracy=accuracy(labels_b, probabilities, weights=w),
         auc=float(_trapezoid(eps_s, eps_b)),
-        bce=binary_cross_entropy(labels_b, probabilities),
+        bce=binary_cross_entropy(labels_b, probabilities, w),
         rejection={eff: _rejection_from_curve(eps_b, eps_s, eff)
                    for eff in REJECTION_SIGNAL_EFFICIENCIES},
     )

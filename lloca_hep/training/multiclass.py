@@ -244,20 +244,40 @@ def _versus_background(labels: np.ndarray, probs: np.ndarray, signal: int,
                        background: int) -> tuple[np.ndarray, np.ndarray]:
     """``(is_signal, s_X / (s_X + s_B))`` on the jets of class ``signal`` or ``background``
     (:data:`UNDEFINED_DISCRIMINANT` where both scores are zero)."""
-    keep = (labels == signal) | (labels == background)
+    keep = _pair(labels, signal, background)
     s_x = probs[keep, signal]
     total = s_x + probs[keep, background]
     disc = np.divide(s_x, total, out=np.full_like(s_x, UNDEFINED_DISCRIMINANT), where=total > 0)
     return labels[keep] == signal, disc
 
 
+def _pair(labels: np.ndarray, signal: int, background: int) -> np.ndarray:
+    return (labels == signal) | (labels == background)
+
+
+def _check_weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be finite and non-negative with shape ({n},), got "
+                         f"shape {w.shape}")
+    if not w.sum() > 0:
+        raise ValueError("the weights sum to zero")
+    return w
+
+
 def summarize_multiclass(labels: np.ndarray, probabilities: np.ndarray,
-                         class_names: Sequence[str]) -> MultiClassMetrics:
+                         class_names: Sequence[str],
+                         weights: np.ndarray | None = None) -> MultiClassMetrics:
     """Accuracy, macro one-vs-rest AUC, confusion matrix and per-class numbers.
 
     ``labels`` int ``(n,)`` in ``0..C-1``, ``probabilities`` float ``(n, C)``, ``class_names``
-    ``C`` distinct names. Raises :class:`ValueError` on non-finite or negative scores, shape
-    mismatches, labels outside ``0..C-1``, non-integer labels, no jets or ``C < 2``.
+    ``C`` distinct names; optional per-jet ``weights (n,)`` (finite, non-negative) weight the
+    accuracy, the AUCs and the rejections (a jet of weight ``w`` counts as ``w`` jets; the
+    confusion matrix and ``n_jets`` stay counts). Raises :class:`ValueError` on non-finite or
+    negative scores or weights, shape mismatches, labels outside ``0..C-1``, non-integer
+    labels, no jets or ``C < 2``.
 
     - ``accuracy``: fraction of jets whose argmax is their label (ties: the first class).
     - ``per_class[c].auc_ovr``: AUC of ``p_c`` for class ``c`` against all other jets, for every
@@ -275,6 +295,7 @@ def summarize_multiclass(labels: np.ndarray, probabilities: np.ndarray,
     (0.6667, 1.0, None)
     """
     labels, probs, names = _validate(labels, probabilities, class_names)
+    w = _check_weights(weights, labels.size)
     n_classes = len(names)
     bkg = background_index(names)
     predicted = np.argmax(probs, axis=1)
@@ -282,14 +303,17 @@ def summarize_multiclass(labels: np.ndarray, probabilities: np.ndarray,
                             minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     confusion.setflags(write=False)
     counts = confusion.sum(axis=1)
-    n_bkg = int(counts[bkg])
+    # with weights a class is present when it has weight
+    weight = counts if w is None else np.bincount(labels, weights=w, minlength=n_classes)
+    total = weight.sum()
+    has_bkg = weight[bkg] > 0
 
     per_class: dict[str, ClassMetrics] = {}
     skipped: list[str] = []
     for c, name in enumerate(names):
         n_c = int(counts[c])
-        if 0 < n_c < labels.size:
-            auc_ovr: float | None = roc_auc(labels == c, probs[:, c])
+        if 0 < weight[c] < total:
+            auc_ovr: float | None = roc_auc(labels == c, probs[:, c], w)
         else:
             auc_ovr = None
             skipped.append(name)
@@ -298,17 +322,19 @@ def summarize_multiclass(labels: np.ndarray, probabilities: np.ndarray,
             continue
         eff = working_point(name)
         auc_bkg = rejection = None
-        if n_c > 0 and n_bkg > 0:
+        if weight[c] > 0 and has_bkg:
             is_sig, disc = _versus_background(labels, probs, c, bkg)
-            auc_bkg = roc_auc(is_sig, disc)
-            rejection = background_rejection(is_sig, disc, eff)
+            w_pair = None if w is None else w[_pair(labels, c, bkg)]
+            auc_bkg = roc_auc(is_sig, disc, w_pair)
+            rejection = background_rejection(is_sig, disc, eff, w_pair)
         per_class[name] = ClassMetrics(n_jets=n_c, auc_ovr=auc_ovr, auc_vs_background=auc_bkg,
                                        rejection=rejection, signal_efficiency=eff)
 
     aucs = [m.auc_ovr for m in per_class.values() if m.auc_ovr is not None]
     return MultiClassMetrics(
         class_names=names,
-        accuracy=float(np.mean(predicted == labels)),
+        accuracy=(float(np.mean(predicted == labels)) if w is None
+                  else float(np.dot(predicted == labels, w) / w.sum())),
         macro_auc=float(np.mean(aucs)) if aucs else math.nan,
         per_class=MappingProxyType(per_class),
         confusion=confusion,
