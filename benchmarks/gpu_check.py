@@ -124,7 +124,8 @@ def inference(args: argparse.Namespace, device: torch.device, budget: Budget,
                     continue
                 with torch.no_grad():
                     try:
-                        first, median = _timed(lambda fn=fn: fn(p4, mask), device, args.repeats)
+                        first, median = _timed(lambda fn=fn, p4=p4, mask=mask: fn(p4, mask),
+                                               device, args.repeats)
                     except Exception as exc:  # a compiler failure is a result, not a crash
                         rows.append({"N": n, "frames": frames, "mode": mode,
                                      "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
@@ -139,13 +140,37 @@ def inference(args: argparse.Namespace, device: torch.device, budget: Budget,
     return rows
 
 
+def _train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler | None,
+                batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], losses: list[float],
+                ) -> Callable[[], None]:
+    """One optimizer step as :class:`lloca_hep.training.epoch.Trainer` takes it (BCE loss,
+    loss scaling for fp16, gradient clipping at 1, AdamW); appends the loss to ``losses``."""
+    p4, mask, labels = batch
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        loss = loss_fn(net(p4, mask).float().reshape(-1), labels)
+        optimizer.zero_grad(set_to_none=True)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        losses.append(float(loss.detach()))
+    return step
+
+
 def train_step(args: argparse.Namespace, device: torch.device, budget: Budget,
                ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     batch = TRAIN_BATCH_QUICK if args.quick else TRAIN_BATCH
     p4, mask = _jets(batch, 128, device, seed=1)
     labels = (torch.arange(batch, device=device) % 2).float()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     for amp in ("off", *AMP_DTYPES):
         if budget.left() < 0:
             rows.append({"amp": amp, "skipped": "budget"})
@@ -155,21 +180,7 @@ def train_step(args: argparse.Namespace, device: torch.device, budget: Budget,
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         scaler = make_grad_scaler(amp, device)
         losses: list[float] = []
-
-        def step() -> None:
-            loss = loss_fn(net(p4, mask).float().reshape(-1), labels)
-            optimizer.zero_grad(set_to_none=True)
-            (loss if scaler is None else scaler.scale(loss)).backward()
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            losses.append(float(loss.detach()))
-
+        step = _train_step(net, optimizer, scaler, (p4, mask, labels), losses)
         try:
             first, median = _timed(step, device, args.repeats)
         except Exception as exc:

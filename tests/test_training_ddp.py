@@ -43,13 +43,12 @@ FILES = {"checkpoint.pt", "history.json", "tagger.pt"}
 
 
 def _cli_options(settings):
-    opts = ["--model", settings["model"], "--config", json.dumps(settings["model_config"]),
+    return ["--model", settings["model"], "--config", json.dumps(settings["model_config"]),
             "--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"]),
             "--max-constituents", str(settings["max_constituents"]),
             "--max-jets", str(settings["max_jets"]), "--seed", str(settings["seed"]),
             "--device", "cpu", "--threads", "1", "--schedule", settings["schedule"],
             "--lr", str(settings["lr"]), "--no-progress"]
-    return opts
 
 
 def _env():
@@ -84,8 +83,7 @@ def _allclose(a, b):
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
-    result = train(SAMPLE, TrainConfig(**SETTINGS), output_dir=out, progress=False)
-    return result
+    return train(SAMPLE, TrainConfig(**SETTINGS), output_dir=out, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -233,7 +233,7 @@ class RankSlices:
             yield _trim(part)
 
 
-def _weighted_allreduce(state, bucket):  # type: ignore[no-untyped-def]
+def _weighted_allreduce(state, bucket):
     """DDP communication hook: ``sum_r (n_r / b) * grad_r`` over the processes, the gradient of
     the mean loss over the global batch of ``b`` jets. (Not annotated: DDP refuses hooks whose
     annotations are not the ``dist.GradBucket`` class, and this module's are strings.)"""
