@@ -18,7 +18,9 @@ DESCRIPTION = (
     "Writes OUTPUT/checkpoint.pt every epoch, OUTPUT/history.json and the final "
     "OUTPUT/tagger.pt (best validation loss), which `lloca-hep tag --model` and "
     "lloca_hep.load_tagger() read. A killed run continues with --resume. The settings "
-    "are the fields of lloca_hep.training.TrainConfig."
+    "are the fields of lloca_hep.training.TrainConfig. Data-parallel on several processes: "
+    "torchrun --standalone --nproc-per-node N -m lloca_hep.training train FILE ... "
+    "(DDP; --batch-size is the global batch, divisible by N; rank 0 writes the files)."
 )
 
 
@@ -30,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(TrainConfig, args)
     result = train(args.files, config, output_dir=args.output, val_files=args.val,
                    progress=not args.no_progress)
+    if result.rank != 0:  # under torchrun rank 0 reports
+        return EXIT_OK
     best = result.metadata.get("validation", {})
     print(f"saved {result.tagger_path}")
     print(f"  epochs {result.epochs_completed} (stopped by {result.stopped_reason}), "

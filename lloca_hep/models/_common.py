@@ -3,7 +3,9 @@ of the local-frame models (:class:`LocalFrameModel`)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ __all__ = [
     "check_inputs",
     "check_scalars",
     "empty_logits",
+    "full_precision",
     "masked_mean",
     "pad_empty",
 ]
@@ -41,6 +44,18 @@ def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
             f"non-finite four-momentum {p4[jet, const].tolist()} in jet {jet}, constituent {const}"
             f" ({int(bad.sum())} bad constituents in this batch)"
         )
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Switch off an enclosing :func:`torch.autocast` of ``device``'s type (``--amp``) for the
+    frames and the canonicalisation, which keep their float64 precision; a no-op (no context
+    entered, so traced and exported graphs stay as they are) when autocast is off."""
+    if torch.is_autocast_enabled(device.type):
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:
+        yield
 
 
 def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -119,6 +134,10 @@ class LocalFrameModel(nn.Module):
     then registers its backbone, then calls :meth:`_add_head` (registers ``norm`` and ``head``);
     this keeps the parameter names and the order in which they are initialised. It implements
     :meth:`backbone`, which maps the embedded features ``h (B, N, hidden)`` to ``(B, N, hidden)``.
+
+    Under :func:`torch.autocast` (training with ``--amp``, :mod:`lloca_hep.training.amp`) the
+    frames and the local features are computed with autocast switched off (float64); the
+    embedding, backbone and head run in the autocast dtype.
     """
 
     frame_choice: FrameChoice
@@ -175,12 +194,13 @@ class LocalFrameModel(nn.Module):
         if p4.shape[0] == 0:
             return empty_logits(self.head.num_classes, dtype, p4.device)
         p4, mask = pad_empty(p4, mask)
-        lf = self.frame_choice(p4, mask, scalars)
-        x = local_features(lf, mask)
-        if n_inv:
-            assert scalars is not None
-            inv = scalars[..., :n_inv].to(x.dtype) * mask[..., None].to(x.dtype)
-            x = torch.cat([x, inv], dim=-1)
-        h = self.embed(x.to(dtype))
+        with full_precision(p4.device):  # frames and local features: float64 under --amp
+            lf = self.frame_choice(p4, mask, scalars)
+            x = local_features(lf, mask)
+            if n_inv:
+                assert scalars is not None
+                inv = scalars[..., :n_inv].to(x.dtype) * mask[..., None].to(x.dtype)
+                x = torch.cat([x, inv], dim=-1)
+        h = self.embed(x.to(dtype))  # the backbone runs under the caller's autocast, if any
         h = self.backbone(h, lf, mask, dtype)
         return self.head(masked_mean(self.norm(h), mask))

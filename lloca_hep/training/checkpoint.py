@@ -12,7 +12,8 @@ tuples and dicts, so :func:`load_checkpoint` reads it with ``weights_only=True``
   state, elapsed training seconds).
 
 Writes are atomic (temporary file + rename): a run killed while saving leaves the previous
-checkpoint intact.
+checkpoint intact. Under ``torch.distributed`` (torchrun, :mod:`.distributed`) only rank 0
+writes (:func:`is_main_process`); every rank reads the checkpoint to resume.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def is_main_process() -> bool:
+    """False only in a process of an initialised ``torch.distributed`` group whose rank is not
+    0: the files of a run (checkpoint, history, tagger) are written by rank 0 alone."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
 def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
@@ -78,7 +86,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
-    """Write ``ckpt`` atomically to ``path``."""
+    """Write ``ckpt`` atomically to ``path`` (on rank 0 only under ``torch.distributed``: the
+    other ranks return ``path`` without writing)."""
+    path = Path(path)
+    if not is_main_process():
+        return path
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -90,7 +102,6 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> Path:
         "rng": ckpt.rng,
         "meta": json.dumps(ckpt.meta, sort_keys=True),
     }
-    path = Path(path)
     atomic_torch_save(payload, path)
     return path
 

@@ -35,11 +35,14 @@ from lloca_hep.cli._argtypes import (
 from ._checks import require_number
 
 __all__ = [
+    "AMP_CHOICES",
     "DEFAULT_LABEL_BRANCH",
     "DEFAULT_MEMORY_LIMIT_BYTES",
     "DEFAULT_MIXING",
     "DEFAULT_STEP_SIZE",
+    "DIST_BACKENDS",
     "FRAME_CHOICES",
+    "FREEZE_CHOICES",
     "MIXING_CHOICES",
     "SCHEDULES",
     "TrainConfig",
@@ -59,6 +62,14 @@ DEFAULT_MIXING = "files"
 SCHEDULES = ("cosine", "onecycle", "constant")
 #: Frame choices of the LLoCa models (``frames=`` of their constructors).
 FRAME_CHOICES = ("learned", "global", "random", "identity", "rotations", "beam_rotations")
+#: Mixed precision of the backbone (``--amp``): off (float32), bfloat16 or float16 autocast.
+AMP_CHOICES = ("off", "bf16", "fp16")
+#: ``torch.distributed`` backends under torchrun (auto: nccl on CUDA, gloo on the CPU).
+DIST_BACKENDS = ("auto", "gloo", "nccl")
+#: What ``--init-from`` fine-tuning keeps fixed: nothing, the frames net, or all but the head.
+FREEZE_CHOICES = ("none", "frames", "backbone")
+#: The ``torch.compile`` backend of ``--compile`` unless ``--compile-backend`` names another.
+DEFAULT_COMPILE_BACKEND = "inductor"
 #: ``--time-budget`` is given in minutes, :attr:`TrainConfig.time_budget_s` in seconds.
 SECONDS_PER_MINUTE = 60.0
 
@@ -190,6 +201,29 @@ class TrainConfig:
         help="torch CPU threads (None: OMP_NUM_THREADS, else the cores not busy with other "
              "processes)")
 
+    # ------------------------------------------- distributed / precision / fine-tuning
+    amp: str = _setting(
+        "off", choices=AMP_CHOICES,
+        help="mixed precision: autocast the backbone to bfloat16 (bf16) or float16 (fp16, with "
+             "a GradScaler); frames and canonicalisation stay float64")
+    compile: bool = _setting(False, action="store_true",
+                             help="wrap the model in torch.compile for training")
+    compile_backend: str = _setting(
+        DEFAULT_COMPILE_BACKEND, metavar="NAME",
+        help="torch.compile backend of --compile (e.g. aot_eager: no C++ compiler needed)")
+    dist_backend: str = _setting(
+        "auto", choices=DIST_BACKENDS,
+        help="torch.distributed backend when launched by torchrun (auto: nccl on CUDA, "
+             "gloo on the CPU)")
+    init_from: str | None = _setting(
+        None, metavar="TAGGER",
+        help="fine-tune: start from the weights of this tagger file or shipped name "
+             "(default, jetclass); same model, new head for other classes or features")
+    freeze: str = _setting(
+        "none", choices=FREEZE_CHOICES,
+        help="with --init-from: keep the frames net (frames) or everything but the head and "
+             "re-initialised layers (backbone) fixed")
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -234,6 +268,20 @@ class TrainConfig:
         if not isinstance(self.features, str) or not self.features:
             raise ValueError(f"features must be a preset name or a feature file, got "
                              f"{self.features!r}")
+        for name, choices in (("amp", AMP_CHOICES), ("dist_backend", DIST_BACKENDS),
+                              ("freeze", FREEZE_CHOICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got "
+                                 f"{getattr(self, name)!r}")
+        if not isinstance(self.compile_backend, str) or not self.compile_backend:
+            raise ValueError(f"compile_backend must be a backend name, got "
+                             f"{self.compile_backend!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str)
+                                           or not self.init_from):
+            raise ValueError(f"init_from must be a tagger path or shipped name, got "
+                             f"{self.init_from!r}")
+        if self.freeze != "none" and self.init_from is None:
+            raise ValueError(f"freeze={self.freeze!r} needs init_from (a pretrained tagger)")
         if self.classes is not None:
             names = list(self.classes)
             if len(names) < 2 or len(set(names)) != len(names) or not all(

@@ -213,6 +213,7 @@ class Trainer:
     progress: bool = True
     on_batch_end: BatchCallback | None = None
     labels: LabelSpec | None = None
+    grad_scaler: torch.amp.GradScaler | None = None  # [amp] --amp fp16 loss scaling
 
     def __post_init__(self) -> None:
         self.multiclass = self.labels is not None and self.labels.multiclass
@@ -273,10 +274,17 @@ class Trainer:
                 "try a lower learning rate"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.grad_scaler  # [amp] None unless --amp fp16
+        (loss if scaler is None else scaler.scale(loss)).backward()  # [amp]
+        if scaler is not None:  # [amp] clip the unscaled gradients
+            scaler.unscale_(self.optimizer)
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        if scaler is None:  # [amp]
+            self.optimizer.step()
+        else:  # [amp] skips the step when the scaled gradients overflowed
+            scaler.step(self.optimizer)
+            scaler.update()
         self.schedule.step()
         return float(loss.detach())
 

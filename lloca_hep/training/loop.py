@@ -4,6 +4,10 @@
 The model is initialised from ``config.seed``; with the per-epoch reseeding of :mod:`.epoch` a
 run resumed from a checkpoint continues exactly as the uninterrupted run would have (same
 hardware and thread count), unless a wall-time budget drives the learning-rate schedule.
+
+Under torchrun the run is data-parallel (:mod:`.distributed`: DDP, rank 0 writes the files);
+``--amp`` and ``--compile`` are applied by :mod:`.amp`, ``--init-from`` / ``--freeze`` by
+:mod:`.finetune`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from lloca_hep.tagger import Tagger, resolve_device
 
 from .._files import atomic_output, check_output_dir, output_directory
 from ._checks import check_inputs_exist
+from .amp import TrainingModel, check_amp, make_grad_scaler
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, set_rng_state
 from .config import DEFAULT_LABEL_BRANCH, TrainConfig
 from .data import (
@@ -40,7 +45,15 @@ from .data import (
     single_class,
     split_dataset,
 )
-from .epoch import BatchCallback, RunState, Trainer, json_safe
+from .distributed import (
+    DistributedSetup,
+    DistributedTrainer,
+    RankSlices,
+    setup_from_env,
+    wrap_model,
+)
+from .epoch import BatchCallback, RunState, json_safe
+from .finetune import Pretrained, TransferReport, finetune_model, freeze, load_pretrained, transfer
 from .labels import LabelSpec, resolve_labels
 from .schedule import LRSchedule
 
@@ -53,7 +66,8 @@ HISTORY_NAME = "history.json"
 #: Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_MUST_MATCH = ("model", "model_config", "frames", "symmetry_breaking", "batch_size",
                      "max_constituents", "label_branch", "classes", "features", "seed",
-                     "schedule", "mixing", "weight_branch", "class_balance")
+                     "schedule", "mixing", "weight_branch", "class_balance", "init_from",
+                     "freeze")
 
 Files = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -70,6 +84,8 @@ class TrainResult:
     stopped_reason: str
     config: TrainConfig
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: This process's rank under torchrun (0 in one process; rank 0 wrote the files).
+    rank: int = 0
 
 
 def train(
@@ -125,7 +141,8 @@ def train(
     config = TrainConfig() if config is None else config
     config.validate()  # fields may have been changed after construction
     config = dataclasses.replace(config, model=resolve_model_name(config.model))
-    check_config(config.model, config.model_kwargs())  # before any data are read
+    if config.init_from is None:  # (with --init-from: checked below, for the tagger's model)
+        check_config(config.model, config.model_kwargs())  # before any data are read
     resolve_features(config.features)
     train_paths = _as_paths(train_files)
     val_paths = None if val_files is None else _as_paths(val_files)
@@ -146,16 +163,51 @@ def train(
         log.warning("no checkpoint in %s; starting a new run", out_dir)
     apply_threads(config.num_threads)  # None: OMP_NUM_THREADS or the cores free
     dev = resolve_device(config.device)
+    check_amp(config.amp, dev)
+    pretrained = None if config.init_from is None else load_pretrained(config.init_from)
 
     inputs = resolve_features(config.features)  # feature files are checked before any data
     labels = _resolve_label_spec(train_paths[0], config)
-    # an output directory this run creates is removed again if the run fails leaving it empty
-    with output_directory(out_dir):
-        train_data, val_data = _load_data(train_paths, val_paths, config, progress, labels,
-                                          inputs)
-        return _fit(train_data, val_data, config, out_dir, ckpt, dev, progress, on_batch_end,
-                    inputs={"train_files": train_paths, "val_files": val_paths},
-                    labels=labels, features=inputs)
+    if pretrained is None:
+        model_kwargs = network_kwargs(config, labels, inputs)
+    else:
+        name, model_kwargs = finetune_model(pretrained, config, labels, inputs)
+        config = dataclasses.replace(config, model=name)
+        check_config(config.model, model_kwargs)
+    setup = setup_from_env(config, dev)  # torchrun: one process of a DDP group
+    try:
+        dev = setup.device(dev)
+        progress = progress and setup.is_main
+        # an output directory this run creates is removed again if the run fails leaving it
+        # empty
+        with output_directory(out_dir):
+            train_data, val_data = _load_data(train_paths, val_paths, config, progress, labels,
+                                              inputs)
+            run = _Run(config, out_dir, ckpt, dev, progress, on_batch_end, labels, inputs,
+                       model_kwargs, pretrained, setup)
+            return _fit(train_data, val_data, run,
+                        inputs={"train_files": train_paths, "val_files": val_paths})
+    finally:
+        setup.close()
+
+
+@dataclass
+class _Run:
+    """What :func:`_fit` needs besides the data: the settings, where to write, the checkpoint
+    to resume from, the device, the labels and inputs, the model's keyword arguments, the
+    tagger to fine-tune and the process group."""
+
+    config: TrainConfig
+    out_dir: Path
+    ckpt: Checkpoint | None
+    device: torch.device
+    progress: bool
+    on_batch_end: BatchCallback | None
+    labels: LabelSpec
+    features: InputSpec
+    model_kwargs: dict[str, Any]
+    pretrained: Pretrained | None
+    setup: DistributedSetup
 
 
 def _resolve_label_spec(first: str, config: TrainConfig) -> LabelSpec:
@@ -226,12 +278,15 @@ def _load_data(train_paths: list[str], val_paths: list[str] | None, config: Trai
 
 
 def _check_resumable(ckpt_path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """CheckpointError naming the first setting of :data:`RESUME_MUST_MATCH` that differs."""
+    """CheckpointError naming the first setting of :data:`RESUME_MUST_MATCH` that differs (a
+    setting the checkpoint predates counts as its default)."""
+    defaults = TrainConfig().to_dict()
     for key in RESUME_MUST_MATCH:
-        if old.get(key, new[key]) != new[key]:  # settings added later match when absent
+        was = old.get(key, defaults[key])
+        if was != new[key]:
             raise CheckpointError(
                 ckpt_path,
-                f"was written with {key}={old.get(key)!r}, this run has {key}={new[key]!r}; "
+                f"was written with {key}={was!r}, this run has {key}={new[key]!r}; "
                 "use another output directory",
             )
 
@@ -248,20 +303,23 @@ def network_kwargs(config: TrainConfig, labels: LabelSpec, features: InputSpec) 
     return kwargs
 
 
-def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: Path,
-         ckpt: Checkpoint | None, dev: torch.device, progress: bool,
-         on_batch_end: BatchCallback | None, inputs: dict[str, Any], labels: LabelSpec,
-         features: InputSpec) -> TrainResult:
-    """Build the model and optimizer (or restore them from ``ckpt``), run the epochs and save
-    the tagger and ``history.json``."""
+def _fit(train_data: Dataset, val_data: Dataset, run: _Run,
+         inputs: dict[str, Any]) -> TrainResult:
+    """Build the model and optimizer (or restore them from the checkpoint), run the epochs and
+    save the tagger and ``history.json`` (rank 0)."""
     from lloca_hep import models as model_registry
 
+    config, out_dir, dev, setup = run.config, run.out_dir, run.device, run.setup
+    labels, features, ckpt = run.labels, run.features, run.ckpt
     ckpt_path = out_dir / CHECKPOINT_NAME
     torch.manual_seed(int(config.seed))
-    net = model_registry.build_model(config.model,
-                                     network_kwargs(config, labels, features)).to(dev)
+    net = model_registry.build_model(config.model, run.model_kwargs).to(dev)
+    report: TransferReport | None = None
+    if run.pretrained is not None:
+        report = transfer(net, run.pretrained)
+        freeze(net, config.freeze, report)
     n_params = sum(p.numel() for p in net.parameters())
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     total_steps = config.epochs * train_data.n_batches(config.batch_size)
     sched = LRSchedule(optimizer, config.schedule, config.lr, total_steps, config.time_budget_s)
@@ -279,10 +337,22 @@ def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: P
         log.info("resuming from %s after epoch %d", ckpt_path, start_epoch)
         if state.finished:
             start_epoch = max(start_epoch, config.epochs)
-    log.info("training %s (%d parameters) on %s for %d epochs", config.model, n_params, dev,
-             config.epochs)
-    trainer = Trainer(net, optimizer, sched, train_data, val_data, dev, config,
-                      progress=progress, on_batch_end=on_batch_end, labels=labels)
+    log.info("training %s (%d parameters) on %s for %d epochs%s", config.model, n_params, dev,
+             config.epochs, f" in {setup.world_size} processes ({setup.backend})"
+             if setup.enabled else "")
+    step_net: torch.nn.Module = net
+    if config.amp != "off" or config.compile:
+        step_net = TrainingModel(net, amp=config.amp, device_type=dev.type,
+                                 compile=config.compile, compile_backend=config.compile_backend)
+    step_net, slices = wrap_model(step_net, setup, dev)
+    step_data: Dataset | RankSlices = train_data
+    if slices is not None:
+        step_data = RankSlices(train_data, setup, slices)
+    trainer = DistributedTrainer(step_net, optimizer, sched, step_data,  # type: ignore[arg-type]
+                                 val_data, dev, config, progress=run.progress,
+                                 on_batch_end=run.on_batch_end, labels=labels,
+                                 grad_scaler=make_grad_scaler(config.amp, dev), setup=setup,
+                                 slice_state=slices)
     stopped = trainer.run_epochs(state, start_epoch, ckpt_path, settings)
 
     history = state.history
@@ -307,18 +377,24 @@ def _fit(train_data: Dataset, val_data: Dataset, config: TrainConfig, out_dir: P
         "training_time_s": state.elapsed_s,
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),
+        "distributed": setup.to_json(),
         "labels": labels.to_json(),
         "weighting": trainer.weighting.to_json(),
         "validation": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
     }
+    if report is not None:
+        metadata["init_from"] = report.to_json()
     tagger = Tagger(net, config.model, config.max_constituents, metadata=json_safe(metadata),
                     device=dev, inputs=features, classes=labels.classes)
-    tagger_path = tagger.save(out_dir / TAGGER_NAME)
-    with atomic_output(out_dir / HISTORY_NAME) as tmp:
-        tmp.write_text(json.dumps(json_safe(history), indent=1))
-    log.info("saved %s (best epoch %d of %d, stopped by %s)", tagger_path, state.best_epoch,
-             len(history), stopped)
+    tagger_path = out_dir / TAGGER_NAME
+    if setup.is_main:  # under DDP rank 0 alone writes
+        tagger.save(tagger_path)
+        with atomic_output(out_dir / HISTORY_NAME) as tmp:
+            tmp.write_text(json.dumps(json_safe(history), indent=1))
+        log.info("saved %s (best epoch %d of %d, stopped by %s)", tagger_path, state.best_epoch,
+                 len(history), stopped)
+    setup.barrier()  # every process returns once the files are written
     return TrainResult(tagger=tagger, tagger_path=tagger_path, output_dir=out_dir,
                        history=history, best_epoch=state.best_epoch,
                        epochs_completed=len(history), stopped_reason=stopped, config=config,
-                       metadata=metadata)
+                       metadata=metadata, rank=setup.rank)
