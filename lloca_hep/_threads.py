@@ -14,7 +14,7 @@ keeps the cores busy (threads waiting on each other: 331 jets/s with 2 threads a
    machine's cores minus its one-minute load average (``os.getloadavg``, rounded), at least 1,
    and never more than torch is set to (a lower ``torch.set_num_threads`` of the caller stays).
 
-:func:`apply_threads` sets the choice with ``torch.set_num_threads`` and logs it at INFO. The
+:func:`apply_threads` sets the choice with ``torch.set_num_threads`` and logs it at DEBUG. The
 free-core count (4.) is measured once per process and then reused, so that the process's own
 work, which raises the load average, does not lower its later choices.
 """
@@ -134,7 +134,7 @@ _logged: dict[str, ThreadChoice] = {}
 
 
 def apply_threads(requested: int | None = None) -> ThreadChoice:
-    """Choose (:func:`choose_threads`) and ``torch.set_num_threads`` the count; logs it at INFO
+    """Choose (:func:`choose_threads`) and ``torch.set_num_threads`` the count; logs it at DEBUG
     when it differs from the previous choice of this process. Returns the choice.
 
     Called again in the same process (each dask task, each ``JetTagger`` call), it reuses the
@@ -155,7 +155,7 @@ def apply_threads(requested: int | None = None) -> ThreadChoice:
             _torch.setdefault("before", current)
             _torch["set"] = choice.threads
         if choice != _logged.get("last"):
-            log.info("torch threads: %d (%s)", choice.threads, choice.reason)
+            log.debug("torch threads: %d (%s)", choice.threads, choice.reason)
             _logged["last"] = choice
         torch.set_num_threads(choice.threads)  # also sets this thread's OpenMP team size
         return choice

@@ -118,7 +118,7 @@ def test_apply_threads_sets_torch_and_logs(machine, fresh_policy,
                                            caplog: pytest.LogCaptureFixture) -> None:
     machine(2, 2, 2.0)
     torch.set_num_threads(2)
-    with caplog.at_level(logging.INFO, logger="lloca_hep._threads"):
+    with caplog.at_level(logging.DEBUG, logger="lloca_hep._threads"):
         choice = apply_threads()
     assert choice.threads == 1 and torch.get_num_threads() == 1
     assert "torch threads: 1" in caplog.text and "load 2.00" in caplog.text
