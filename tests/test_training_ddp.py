@@ -213,7 +213,7 @@ def test_rank_slices_weights_and_zero_weight_copies():
     tiny = _dataset(9)  # batches of 8, 1: the last jet goes to rank 0 alone
     state = _SliceWeight()
     batches = list(RankSlices(tiny, DistributedSetup(world_size=3, rank=2), state).batches(8))
-    assert [q[1:] for q in state.pending] == [(2, 2 / 8), (0, 0.0)]  # a zero-weight copy
+    assert [q[1:3] for q in state.pending] == [(2, 2 / 8), (0, 0.0)]  # a zero-weight copy
     assert batches[1].labels.tolist() == [8.0]
 
 
@@ -245,3 +245,46 @@ def test_only_rank_zero_writes_checkpoints(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 0)
     save_checkpoint(ckpt, tmp_path / "c.pt")
     assert load_checkpoint(tmp_path / "c.pt").epoch == 1
+
+
+def test_rank_slices_keep_jet_weights_and_share_the_summed_weight():
+    """With per-jet weights each process keeps its slice's weights, and its gradient share is
+    its part of the batch's summed weight (so that the sum over the processes is the gradient
+    of the batch's weighted mean loss)."""
+    from lloca_hep.training.weights import Weighting
+
+    data = _dataset(16)
+    data.weights = np.linspace(0.5, 8.0, 16).astype(np.float32)
+    world = 2
+    shares, kept = [], []
+    for rank in range(world):
+        state = _SliceWeight()
+        sliced = RankSlices(data, DistributedSetup(world_size=world, rank=rank), state,
+                            Weighting(branch="w"))
+        batches = list(sliced.batches(8, shuffle=True, seed=1))
+        kept.append([b.weights for b in batches])
+        shares.append([q[2] for q in state.pending])
+    for i, batch in enumerate(data.batches(8, shuffle=True, seed=1)):
+        assert torch.equal(torch.cat([kept[r][i] for r in range(world)]), batch.weights)
+        w = batch.weights.double()
+        expected = [float(w[:4].sum() / w.sum()), float(w[4:].sum() / w.sum())]
+        assert [shares[r][i] for r in range(world)] == pytest.approx(expected)
+        assert expected[0] != pytest.approx(0.5)  # unequal weights: not the count share
+
+
+def test_weighted_two_processes_match_one_process(tmp_path):
+    """--weight-branch and --class-balance under DDP reproduce the one-process run."""
+    settings = {**SETTINGS, "epochs": 1, "weight_branch": "jet_pt", "class_balance": True}
+    ref = train(SAMPLE, TrainConfig(**settings), output_dir=tmp_path / "one", progress=False)
+    out = tmp_path / "two"
+    proc = _torchrun("-m", "lloca_hep.training", "train", SAMPLE, *_cli_options(settings),
+                     "--weight-branch", "jet_pt", "--class-balance", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = _weights(out / "tagger.pt")
+    want = _weights(ref.tagger_path)
+    assert _allclose(got, want), f"max |diff| {_max_diff(got, want):.3g}"
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["train_loss"] == pytest.approx(ref.history[0]["train_loss"], rel=1e-5)
+    meta = read_tagger_header(out / "tagger.pt")["metadata"]
+    assert meta["weighting"] == ref.metadata["weighting"]
+    assert meta["weighting"]["class_balance"] is True

@@ -19,7 +19,10 @@ The scheme reproduces a one-process run with the same seed and global batch size
   jet with weight 0) -- :class:`RankSlices`;
 * DDP's gradient all-reduce goes through a communication hook that weights each process's
   gradient by its share ``n_r / b`` of the batch and sums, which is exactly the gradient of
-  the mean loss over the global batch (for equal slices: DDP's usual average);
+  the mean loss over the global batch (for equal slices: DDP's usual average); with per-jet
+  weights (``--weight-branch``, ``--class-balance``) the share is the slice's part of the
+  batch's summed weight, ``sum_{i in r} w_i / sum_i w_i``, which makes the sum the gradient of
+  the batch's weighted mean loss, as in one process;
 * all processes hold the same weights (DDP broadcasts them at the start, the all-reduced
   gradients and the optimizer steps are the same everywhere), evaluate the whole validation
   set and so take the same early-stopping decisions; the training loss of ``history.json``
@@ -52,8 +55,9 @@ from torch import nn
 
 from .checkpoint import is_main_process
 from .config import TrainConfig
-from .data import Batch, Dataset
+from .data import Batch, Dataset, class_weight_totals
 from .epoch import BatchCallback, Trainer
+from .weights import Weighting
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +182,13 @@ def _check_settings(config: TrainConfig, world: int) -> None:
 @dataclass
 class _SliceWeight:
     """What the communication hook and the loss bookkeeping need about the current step:
-    this process's weight ``n_r / b`` and its number of real jets."""
+    this process's share of the batch (``n_r / b``, or of its summed jet weight), its number
+    of real jets and ``share * b``, the jets its loss stands for in the epoch's mean."""
 
-    pending: deque[tuple[int, int, float]] = field(default_factory=deque)
+    pending: deque[tuple[int, int, float, float]] = field(default_factory=deque)
     weight: float = 1.0
     real: int = 0
+    jets: float = 0.0
 
 
 def _rank_slice(n: int, world: int, rank: int) -> tuple[int, int]:
@@ -198,8 +204,8 @@ def _trim(batch: Batch) -> Batch:
     width = max(int(batch.mask.sum(dim=1).max()), 1) if batch.mask.numel() else 1
     if width == batch.mask.shape[1]:
         return batch
-    return Batch(batch.p4[:, :width], batch.mask[:, :width], batch.labels,
-                 None if batch.scalars is None else batch.scalars[:, :width])
+    return batch._replace(p4=batch.p4[:, :width], mask=batch.mask[:, :width],
+                          scalars=None if batch.scalars is None else batch.scalars[:, :width])
 
 
 class RankSlices:
@@ -208,10 +214,18 @@ class RankSlices:
     are the global ones; the batches must be consumed in this process, in order (each one
     queues the weight its training step needs)."""
 
-    def __init__(self, data: Dataset, setup: DistributedSetup, state: _SliceWeight) -> None:
+    def __init__(self, data: Dataset, setup: DistributedSetup, state: _SliceWeight,
+                 weighting: Weighting | None = None) -> None:
         self.data = data
         self.setup = setup
         self._state = state
+        #: the run's per-jet weights (None or inactive: every jet counts 1)
+        self.weighting = weighting
+
+    @property
+    def class_weights(self) -> tuple[float, ...]:
+        """Summed weight per class of the whole training data (for ``--class-balance``)."""
+        return tuple(float(w) for w in class_weight_totals(self.data))
 
     def __len__(self) -> int:
         return len(self.data)
@@ -219,17 +233,31 @@ class RankSlices:
     def n_batches(self, batch_size: int) -> int:
         return self.data.n_batches(batch_size)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+    def close(self) -> None:
+        """Stop the wrapped data's reading workers."""
+        self.data.close()
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                pin_memory: bool = False) -> Iterator[Batch]:
         world, rank = self.setup.world_size, self.setup.rank
-        for batch in self.data.batches(batch_size, shuffle=shuffle, seed=seed):
+        for batch in self.data.batches(batch_size, shuffle=shuffle, seed=seed,
+                                       pin_memory=pin_memory):
             n = int(batch.labels.shape[0])
             lo, hi = _rank_slice(n, world, rank)
             real = hi - lo
             if real == 0:  # fewer jets than processes: a zero-weight copy of the last jet
                 lo, hi = n - 1, n
-            part = Batch(batch.p4[lo:hi], batch.mask[lo:hi], batch.labels[lo:hi],
-                         None if batch.scalars is None else batch.scalars[lo:hi])
-            self._state.pending.append((hi - lo, real, real / n))
+            share = real / n
+            weights = None if self.weighting is None or not self.weighting.active \
+                else self.weighting.jet_weights(batch)
+            if weights is not None and real:
+                total = float(weights.sum())
+                share = float(weights[lo:hi].sum()) / total if total > 0 else 0.0
+            part = batch._replace(
+                p4=batch.p4[lo:hi], mask=batch.mask[lo:hi], labels=batch.labels[lo:hi],
+                scalars=None if batch.scalars is None else batch.scalars[lo:hi],
+                weights=None if batch.weights is None else batch.weights[lo:hi])
+            self._state.pending.append((hi - lo, real, share, share * n))
             yield _trim(part)
 
 
@@ -259,7 +287,7 @@ class _DataParallel(nn.parallel.DistributedDataParallel):
             if not state.pending:
                 raise RuntimeError("DDP training step without a batch weight: the training "
                                    "batches must come from RankSlices.batches in this process")
-            n, state.real, state.weight = state.pending.popleft()
+            n, state.real, state.weight, state.jets = state.pending.popleft()
             if n != inputs[0].shape[0]:
                 raise RuntimeError(f"DDP training step on {inputs[0].shape[0]} jets, the "
                                    f"batch queued by RankSlices has {n}: batches out of order")
@@ -305,7 +333,7 @@ class DistributedTrainer(Trainer):
         assert state is not None
 
         def on_batch_end(epoch: int, batch: int, loss: float) -> None:
-            self._loss_sum += loss * state.real
+            self._loss_sum += loss * state.jets  # the 1-process sum: batch mean x batch jets
             self._n_real += state.real
             if user is not None:
                 user(epoch, batch, loss)

@@ -52,7 +52,7 @@ from .distributed import (
     setup_from_env,
     wrap_model,
 )
-from .epoch import BatchCallback, RunState, json_safe
+from .epoch import BatchCallback, RunState, json_safe, make_weighting
 from .finetune import Pretrained, TransferReport, finetune_model, freeze, load_pretrained, transfer
 from .labels import LabelSpec, resolve_labels
 from .schedule import LRSchedule
@@ -347,7 +347,7 @@ def _fit(train_data: Dataset, val_data: Dataset, run: _Run,
     step_net, slices = wrap_model(step_net, setup, dev)
     step_data: Dataset | RankSlices = train_data
     if slices is not None:
-        step_data = RankSlices(train_data, setup, slices)
+        step_data = RankSlices(train_data, setup, slices, make_weighting(config, train_data))
     trainer = DistributedTrainer(step_net, optimizer, sched, step_data,  # type: ignore[arg-type]
                                  val_data, dev, config, progress=run.progress,
                                  on_batch_end=run.on_batch_end, labels=labels,
