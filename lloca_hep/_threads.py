@@ -11,8 +11,10 @@ keeps the cores busy (threads waiting on each other: 331 jets/s with 2 threads a
 3. inside a ``distributed`` worker: one thread per task, because the worker already runs as
    many tasks at once as it has task threads (``nthreads``), on the cores it was given;
 4. otherwise the cores actually free: the usable cores (``os.sched_getaffinity``), at most the
-   machine's cores minus its one-minute load average (``os.getloadavg``, rounded), at least 1,
-   and never more than torch is set to (a lower ``torch.set_num_threads`` of the caller stays).
+   machine's cores minus the threads other processes are running now (the runnable count of
+   ``/proc/loadavg``, a median of a few readings; the one-minute load average, rounded, where
+   that file is missing), at least 1, and never more than torch is set to (a lower
+   ``torch.set_num_threads`` of the caller stays).
 
 :func:`apply_threads` sets the choice with ``torch.set_num_threads`` and logs it at DEBUG. The
 free-core count (4.) is measured once per process and then reused, so that the process's own
@@ -25,10 +27,11 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ThreadChoice", "apply_threads", "check_threads", "choose_threads",
+__all__ = ["ThreadChoice", "apply_threads", "busy_threads", "check_threads", "choose_threads",
            "dask_worker_threads", "free_cores", "omp_threads"]
 
 log = logging.getLogger(__name__)
@@ -50,15 +53,48 @@ class ThreadChoice:
     reason: str
 
 
+#: Samples of the kernel's runnable-thread count taken by :func:`busy_threads`, and the pause
+#: between two (seconds): about 10 ms in all, once per process.
+BUSY_SAMPLES = 5
+BUSY_SAMPLE_PAUSE_S = 0.002
+LOADAVG_FILE = "/proc/loadavg"
+
+
+def busy_threads() -> int | None:
+    """Threads of other processes running or waiting for a core *now*: the median over
+    :data:`BUSY_SAMPLES` readings of the runnable count in ``/proc/loadavg`` (fourth field,
+    ``runnable/total``), minus this thread. None where that file cannot be read (not Linux).
+
+    Unlike the one-minute load average, this sees a competitor that started a second ago and
+    forgets a job that finished a second ago (a batch of jobs run one after another would
+    otherwise each see the previous one's load and take one thread)."""
+    counts = []
+    for i in range(BUSY_SAMPLES):
+        try:
+            with open(LOADAVG_FILE, encoding="ascii") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            return None
+        if i + 1 < BUSY_SAMPLES:
+            time.sleep(BUSY_SAMPLE_PAUSE_S)
+    return max(0, sorted(counts)[len(counts) // 2] - 1)
+
+
 def free_cores() -> tuple[int, str]:
     """``(cores free for this process, how that was worked out)``: the usable cores
-    (``os.sched_getaffinity``), at most the machine's cores minus its one-minute load average
-    (rounded), at least 1."""
+    (``os.sched_getaffinity``), at most the machine's cores minus the threads of other
+    processes running now (:func:`busy_threads`; where that cannot be read, the one-minute
+    load average, rounded), at least 1."""
     total = os.cpu_count() or 1
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         usable = total
+    busy = busy_threads()
+    if busy is not None:
+        free = max(1, min(usable, total - busy))
+        return free, (f"{free} of {usable} usable cores free ({busy} other runnable "
+                      f"thread(s) on {total} cores)")
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this platform

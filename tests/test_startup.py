@@ -180,13 +180,14 @@ import json, sys
 from lloca_hep import cli
 sys.argv = ["lloca-hep", "tag", {input!r}, "-o", {output!r}, "--no-progress", "--threads", "1"]
 rc = cli.console_main() if {console!r} else cli.main()
-print(json.dumps([rc, "vector.backends._numba_object" in sys.modules]))
+print(json.dumps([rc, "vector.backends._numba_object" in sys.modules, "vector" in sys.modules]))
 """
 
 
 def test_the_command_skips_numba_extensions_and_the_library_keeps_them(tmp_path: Path) -> None:
     """``lloca-hep`` (console_main) runs only lloca-hep's kernels: numba's extension entry points
-    (awkward's and vector's numba support) are skipped there, and the scores do not change;
+    (awkward's and vector's numba support) and vector itself are skipped there, and the scores
+    do not change;
     ``main()`` called from a Python session keeps them for the session's own numba code."""
     import uproot
 
@@ -205,8 +206,31 @@ def test_the_command_skips_numba_extensions_and_the_library_keeps_them(tmp_path:
         res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              cwd=tmp_path)
         assert res.returncode == 0, res.stderr
-        rc, extension_loaded = json.loads(res.stdout.strip().splitlines()[-1])
+        rc, extension_loaded, vector_loaded = json.loads(res.stdout.strip().splitlines()[-1])
         assert rc == 0 and extension_loaded is (not console)
+        # the command hands no arrays to a user: vector (and sympy) stay unimported there
+        assert vector_loaded is (not console)
         with uproot.open(out) as f:
             scores[console] = f["scores"]["score"].array(library="np")
     assert scores[True].tolist() == scores[False].tolist()
+
+
+def test_read_jets_registers_vector_in_a_fresh_interpreter() -> None:
+    """vector is imported at the first read, not at ``import lloca_hep.io``, and what the
+    readers return carries vector's ``Momentum4D`` methods (``pt``) (a fresh process: no test module
+    has registered vector's behaviours there)."""
+    probe = (
+        "import sys, json, numpy as np, awkward as ak\n"
+        "import lloca_hep.io\n"
+        "before = 'vector' in sys.modules\n"
+        "jets = lloca_hep.io.read_jets(lloca_hep.io.readers.__file__.rsplit('/io/', 1)[0]"
+        " + '/data/sample.root', entry_stop=20)\n"
+        "c = jets.constituents\n"
+        "ref = np.hypot(ak.to_numpy(ak.flatten(c.px)), ak.to_numpy(ak.flatten(c.py)))\n"
+        "print(json.dumps([before, float(np.max(np.abs(ak.to_numpy(ak.flatten(c.pt)) - ref)))]))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    before, err = json.loads(res.stdout.strip().splitlines()[-1])
+    assert before is False
+    assert err < 1e-9

@@ -19,13 +19,16 @@ SAMPLE = Path(_threads.__file__).resolve().parent / "data" / "sample.root"
 
 @pytest.fixture
 def machine(monkeypatch: pytest.MonkeyPatch):
-    """``machine(cores, usable, load)``: a machine of ``cores`` cores, this process allowed on
-    ``usable`` of them, one-minute load ``load`` (None: no load average); no OMP_NUM_THREADS,
-    not in a dask worker."""
+    """``machine(cores, usable, load, busy=None)``: a machine of ``cores`` cores, this process
+    allowed on ``usable`` of them, one-minute load ``load`` (None: no load average), ``busy``
+    other runnable threads now (None: ``/proc/loadavg`` unreadable, so the load average
+    decides); no OMP_NUM_THREADS, not in a dask worker."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(_threads, "dask_worker_threads", lambda: None)
 
-    def set_machine(cores: int, usable: int, load: float | None) -> None:
+    def set_machine(cores: int, usable: int, load: float | None, busy: int | None = None) -> None:
+        monkeypatch.setattr(_threads, "busy_threads", lambda: busy)
+
         def getloadavg() -> tuple[float, float, float]:
             if load is None:
                 raise OSError("no load average")
@@ -63,6 +66,45 @@ def test_free_cores(machine, cores: int, usable: int, load: float | None, free: 
     n_free, how = free_cores()
     assert n_free == free
     assert f"{usable}" in how
+
+
+@pytest.mark.parametrize(("cores", "usable", "load", "busy", "free"), [
+    (2, 2, 1.2, 0, 2),    # the previous job just finished: the lagging load average is ignored
+    (2, 2, 0.1, 1, 1),    # a competitor started a second ago
+    (2, 2, 0.0, 2, 1),    # both cores taken now
+    (64, 4, 0.0, 61, 3),  # a 4-core cpuset, 3 of the node's cores idle now
+])
+def test_free_cores_from_the_runnable_threads_now(machine, cores: int, usable: int, load: float,
+                                                  busy: int, free: int) -> None:
+    machine(cores, usable, load, busy)
+    n_free, how = free_cores()
+    assert n_free == free
+    assert f"{busy} other runnable" in how
+
+
+def test_busy_threads_reads_the_runnable_count(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """The median of the readings of ``/proc/loadavg``'s ``runnable/total``, minus this thread;
+    None for an unreadable or malformed file."""
+    readings = iter(["0.5 0.4 0.3 3/200 99", "0.5 0.4 0.3 9/200 99", "0.5 0.4 0.3 2/200 99",
+                     "0.5 0.4 0.3 3/200 99", "0.5 0.4 0.3 1/200 99"])
+    fake = tmp_path / "loadavg"
+
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if path == str(fake):
+            fake.write_text(next(readings))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(_threads, "LOADAVG_FILE", str(fake))
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert _threads.busy_threads() == 2  # median of 3, 9, 2, 3, 1 is 3; minus this thread
+    fake.write_text("garbage")
+    monkeypatch.setattr("builtins.open", real_open)
+    assert _threads.busy_threads() is None
+    monkeypatch.setattr(_threads, "LOADAVG_FILE", str(tmp_path / "missing"))
+    assert _threads.busy_threads() is None
 
 
 def test_explicit_request_wins(machine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,10 +51,13 @@ def console_main() -> int:
     """The ``lloca-hep`` console script (and ``python -m lloca_hep``): :func:`main` in a process
     of its own, which runs no numba code but lloca-hep's kernels, so numba's extension entry
     points (awkward's and vector's numba support) are skipped
-    (:func:`lloca_hep._jit.skip_numba_extensions`)."""
+    (:func:`lloca_hep._jit.skip_numba_extensions`); it hands no arrays to a user, so vector's
+    awkward behaviours are not imported either (:func:`lloca_hep._vector.skip_vector_behaviours`)."""
     from lloca_hep._jit import skip_numba_extensions
+    from lloca_hep._vector import skip_vector_behaviours
 
     skip_numba_extensions()
+    skip_vector_behaviours()
     return main()
 
 

@@ -134,6 +134,6 @@ def tag_file(
         "jets_per_second": n_jets / seconds if seconds > 0 else float("nan"),
         "model": tagger.model_name,
     }
-    log.info("wrote %s (%d jets, %.0f jets/s)", summary["output"], n_jets,
+    log.debug("wrote %s (%d jets, %.0f jets/s)", summary["output"], n_jets,
              summary["jets_per_second"])
     return summary

@@ -11,7 +11,8 @@ Public API::
     write_scores(output, scores, jets, ...), add_scores(jets, scores, name="score"),
     friend_path(input_path, suffix="_scores")
 
-Importing this module registers vector's awkward behaviours (``Momentum4D``).
+The constituents are records named ``Momentum4D``; the readers register vector's awkward
+behaviours at their first read, so ``jets.constituents.mass`` works on what they return.
 """
 
 from __future__ import annotations

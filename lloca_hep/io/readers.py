@@ -58,8 +58,8 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-import vector
 
+from lloca_hep._vector import register_vector
 from lloca_hep.errors import (
     CorruptFileError,
     LayoutError,
@@ -88,8 +88,6 @@ from .options import (
     _listing,
     _Options,
 )
-
-vector.register_awkward()
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +190,7 @@ def _build_jets(
     )
     cols = all_cols[:4]
     features = dict(zip(names, all_cols[4:], strict=True))
+    register_vector()  # before the records are built: awkward picks their class at construction
     flat_record = ak.zip(
         {"px": cols[0], "py": cols[1], "pz": cols[2], "E": cols[3], **features},
         with_name="Momentum4D",
