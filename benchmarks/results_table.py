@@ -31,6 +31,14 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 TRANSFORMER = {"hidden": 48, "blocks": 3, "heads": 3}
+#: ParT at the transformer's width and depth (3 particle-attention blocks of 3 heads of 16, one
+#: class-attention block, MLP ratio 4 as in the ParT paper, pair embedding 16 wide); weaver-core's
+#: ParticleTransformer at the same configuration has the same parameters (+49 for its 2-logit head).
+PART = {"embed_dims": [48, 96, 48], "pair_embed_dims": [16, 16, 16], "heads": 3, "blocks": 3,
+        "class_blocks": 1}
+#: ParticleNet at a comparable size: 12 neighbours, EdgeConv widths 32/64/96, 96-wide head.
+PARTICLENET = {"neighbours": 12, "edge_dims": [[32, 32, 32], [64, 64, 64], [96, 96, 96]],
+               "fc_dim": 96}
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "lloca": ("LLoCaTransformer", {**TRANSFORMER, "frames": "learned"}),
     "identity": ("LLoCaTransformer", {**TRANSFORMER, "frames": "identity"}),
@@ -42,6 +50,13 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "reference": ("ReferenceLLoCaTransformer", {"num_heads": 3, "blocks": 3}),
     "reference_identity": ("ReferenceLLoCaTransformer",
                            {"num_heads": 3, "blocks": 3, "frames": "identity"}),
+    "llocapart": ("llocapart", {**PART, "frames": "learned"}),
+    "llocapart_identity": ("llocapart", {**PART, "frames": "identity"}),
+    "part": ("part", dict(PART)),
+    "weaver_part": ("weaver_part", dict(PART)),
+    "llocaparticlenet": ("llocaparticlenet", {**PARTICLENET, "frames": "learned"}),
+    "llocaparticlenet_identity": ("llocaparticlenet", {**PARTICLENET, "frames": "identity"}),
+    "particlenet": ("particlenet", dict(PARTICLENET)),
 }
 #: Safety stop for the equal-epochs budget (minutes), recorded when it triggers.
 EPOCH_BUDGET_SAFETY_MINUTES = 25.0
@@ -57,17 +72,25 @@ def _register_reference() -> None:
         MODELS["ReferenceLLoCaTransformer"] = ReferenceLLoCaTransformer
 
 
+def _register_weaver() -> None:
+    sys.path.insert(0, str(HERE))
+    from weaver_part import register
+
+    register()
+
+
 def _command(args: argparse.Namespace, name: str, config: dict[str, Any], budget: str,
              out: Path) -> str:
-    if name == "ReferenceLLoCaTransformer":
-        row = "reference" if config.get("frames", "learned") == "learned" else "reference_identity"
+    if name in ("ReferenceLLoCaTransformer", "weaver_part"):
+        row = name if name == "weaver_part" else (
+            "reference" if config.get("frames", "learned") == "learned" else "reference_identity")
         return (f"python benchmarks/results_table.py --rows {row} --budgets {budget} "
                 + _data_flags(args) + f" -o {args.output}")
     cmd = (f"python -m lloca_hep.training train {args.train} --val {args.val} "
            f"--max-jets {args.max_jets} --max-val-jets {args.max_val_jets} --model {name} "
            f"--config '{json.dumps(config)}' --max-constituents {args.max_constituents} "
            f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed} --threads "
-           f"{args.threads} --device cpu --patience 0 ")
+           f"{args.threads} --device cpu --patience 0 --features {args.features} ")
     if budget == "epochs":
         cmd += f"--epochs {args.epochs} --time-budget {EPOCH_BUDGET_SAFETY_MINUTES:g} "
     else:
@@ -80,8 +103,9 @@ def _command(args: argparse.Namespace, name: str, config: dict[str, Any], budget
 def _data_flags(args: argparse.Namespace) -> str:
     return (f"--train {args.train} --val {args.val} --test {args.test} --max-jets "
             f"{args.max_jets} --max-val-jets {args.max_val_jets} --max-test-jets "
-            f"{args.max_test_jets} --epochs {args.epochs} --minutes {args.minutes:g} "
-            f"--threads {args.threads}")
+            f"{args.max_test_jets} --max-constituents {args.max_constituents} --epochs "
+            f"{args.epochs} --minutes {args.minutes:g} --threads {args.threads} --features "
+            f"{args.features}")
 
 
 def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
@@ -91,6 +115,8 @@ def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
     name, config = ROWS[row]
     if name == "ReferenceLLoCaTransformer":
         _register_reference()
+    if name == "weaver_part":
+        _register_weaver()
     out = Path(args.output) / f"{row}_{budget}"
     t0 = time.perf_counter()
     settings = TrainConfig(
@@ -99,7 +125,7 @@ def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
         time_budget_s=60.0 * (EPOCH_BUDGET_SAFETY_MINUTES if budget == "epochs" else args.minutes),
         batch_size=args.batch_size, lr=args.lr, max_constituents=args.max_constituents,
         seed=args.seed, patience=None, max_jets=args.max_jets, max_val_jets=args.max_val_jets,
-        device="cpu", num_threads=args.threads, resume=True,
+        device="cpu", num_threads=args.threads, resume=True, features=args.features,
     )
     result = train(args.train, settings, val_files=args.val, output_dir=out, progress=False)
     wall = time.perf_counter() - t0
@@ -107,15 +133,25 @@ def run_row(args: argparse.Namespace, row: str, budget: str) -> dict[str, Any]:
                           max_jets=args.max_test_jets, label=row, progress=False)
     metrics = evaluation.metrics
     epochs = sum(h["fraction"] for h in result.history)
+    if hasattr(metrics, "macro_auc"):  # ten classes: accuracy, macro AUC, 1/eps_B per class
+        quality: dict[str, Any] = {
+            "accuracy": metrics.accuracy, "macro_auc": metrics.macro_auc,
+            "rejection": {c: m.rejection for c, m in metrics.per_class.items()
+                          if m.rejection is not None},
+        }
+        jets_per_s = evaluation.extra.get("jets_per_second")
+    else:
+        quality = {"accuracy": metrics.accuracy, "auc": metrics.auc,
+                   "rejection_0.3": metrics.rejection_at(0.3),
+                   "rejection_0.5": metrics.rejection_at(0.5)}
+        jets_per_s = metrics.jets_per_second
     return {
         "row": row, "budget": budget, "model": name, "config": config,
-        "accuracy": metrics.accuracy, "auc": metrics.auc,
-        "rejection_0.3": metrics.rejection_at(0.3),
-        "rejection_0.5": metrics.rejection_at(0.5),
+        "features": args.features, **quality,
         "parameters": result.metadata["n_parameters"], "epochs": round(epochs, 2),
         "best_epoch": result.best_epoch, "stopped": result.stopped_reason,
         "training_s": result.metadata["training_time_s"], "wall_s": wall,
-        "inference_jets_per_s": metrics.jets_per_second,
+        "inference_jets_per_s": jets_per_s,
         "load_average": os.getloadavg()[0],
         "n_train": result.metadata["n_train_jets"], "n_test": metrics.n_jets,
         "command": _command(args, name, config, budget, out),
@@ -137,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--features", default="kin", help="per-particle inputs (kin, kinpid, full)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--budgets", nargs="+", default=["epochs", "time"], choices=["epochs", "time"])
     p.add_argument("-o", "--output", default="runs/results")
@@ -151,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in table.read_text().splitlines():
             r = json.loads(line)
             done.add((r["row"], r["budget"]))
-    for budget in args.budgets:
-        for row in args.rows:
+    for row in args.rows:  # row by row, so an interrupted run has both budgets of its rows
+        for budget in args.budgets:
             if (row, budget) in done:
                 continue
             try:
