@@ -8,8 +8,9 @@ and ``n_jets``. The worker function must be importable at module level (spawn po
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -109,3 +110,45 @@ def package_version(pkg: str) -> str:
         return metadata.version(pkg)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def write_jet_tree(path: Path, tree_name: str, provenance: str, npart: np.ndarray,
+                   part: np.ndarray, part_fields: Sequence[str], jet: np.ndarray,
+                   jet_fields: Sequence[str], extra: Mapping[str, np.ndarray]) -> None:
+    """Write one flat jet TTree to ``path`` (ZSTD, :data:`PROVENANCE_KEY` beside it).
+
+    ``npart`` int ``(n_jets,)`` constituents per jet; ``part`` float32 ``(sum(npart), F)`` the
+    constituents of all jets one after the other, columns ``part_fields`` (ragged branches
+    ``part_<field>`` with counter ``npart``); ``jet`` float32 ``(n_jets, J)``, columns
+    ``jet_fields``; ``extra``: further per-jet branches ``(n_jets,)`` in their own dtype
+    (``is_signal``, one-hot ``label_*``), written after the ``jet_*`` branches in this order.
+    Written in batches of :data:`WRITE_BATCH_JETS` jets.
+    """
+    import awkward as ak
+    import uproot
+
+    offsets = np.zeros(len(npart) + 1, dtype=np.int64)
+    np.cumsum(npart, out=offsets[1:])
+    with uproot.recreate(path, compression=uproot.ZSTD(ZSTD_LEVEL)) as f:
+        f[PROVENANCE_KEY] = provenance
+        part_type = ak.types.ListType(ak.types.RecordType(
+            [ak.types.NumpyType("float32")] * len(part_fields), list(part_fields)))
+        branch_types: dict[str, object] = {"part": part_type}
+        branch_types.update({name: np.float32 for name in jet_fields})
+        branch_types.update({name: values.dtype for name, values in extra.items()})
+        tree = f.mktree(tree_name, branch_types, counter_name=lambda counted: "n" + counted)
+        for start in range(0, len(npart), WRITE_BATCH_JETS):
+            stop = min(start + WRITE_BATCH_JETS, len(npart))
+            lo, hi = offsets[start], offsets[stop]
+            record = ak.contents.RecordArray(
+                [ak.contents.NumpyArray(np.ascontiguousarray(part[lo:hi, i]))
+                 for i in range(len(part_fields))],
+                list(part_fields),
+            )
+            batch: dict[str, object] = {"part": ak.Array(ak.contents.ListOffsetArray(
+                ak.index.Index64(offsets[start:stop + 1] - lo), record))}
+            for i, name in enumerate(jet_fields):
+                batch[name] = np.ascontiguousarray(jet[start:stop, i])
+            for name, values in extra.items():
+                batch[name] = values[start:stop]
+            tree.extend(batch)

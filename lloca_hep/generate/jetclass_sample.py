@@ -36,14 +36,12 @@ from .._files import atomic_output, check_output
 from . import classes, recipe, tracks
 from .chunks import (
     DEFAULT_CHUNK_SIZE,
-    PROVENANCE_KEY,
-    WRITE_BATCH_JETS,
-    ZSTD_LEVEL,
     check_count,
     package_version,
     permute_ragged,
     run_tasks,
     shuffle_permutation,
+    write_jet_tree,
 )
 from .events import require_generators
 from .jetclass_events import (
@@ -124,37 +122,10 @@ def _assemble(results: list[ClassChunkResult], names: Sequence[str], seed: int,
 
 def _write(path: Path, data: dict[str, np.ndarray], names: Sequence[str], provenance: str) -> None:
     """Write the JetClass-layout TTree ``tree`` to ``path`` (see the module docstring)."""
-    import awkward as ak
-    import uproot
-
-    npart = data["npart"]
-    offsets = np.zeros(len(npart) + 1, dtype=np.int64)
-    np.cumsum(npart, out=offsets[1:])
-    part = data["part"]
     labels = [classes.RECIPES[n].label for n in names]
-    with uproot.recreate(path, compression=uproot.ZSTD(ZSTD_LEVEL)) as f:
-        f[PROVENANCE_KEY] = provenance
-        part_type = ak.types.ListType(ak.types.RecordType(
-            [ak.types.NumpyType("float32")] * len(PART_FIELDS), list(PART_FIELDS)))
-        branch_types: dict[str, object] = {"part": part_type}
-        branch_types.update({name: np.float32 for name in JET_FIELDS})
-        branch_types.update({name: np.bool_ for name in labels})
-        tree = f.mktree(TREE_NAME, branch_types, counter_name=lambda counted: "n" + counted)
-        for start in range(0, len(npart), WRITE_BATCH_JETS):
-            stop = min(start + WRITE_BATCH_JETS, len(npart))
-            lo, hi = offsets[start], offsets[stop]
-            record = ak.contents.RecordArray(
-                [ak.contents.NumpyArray(np.ascontiguousarray(part[lo:hi, i]))
-                 for i in range(len(PART_FIELDS))],
-                list(PART_FIELDS),
-            )
-            batch: dict[str, object] = {"part": ak.Array(ak.contents.ListOffsetArray(
-                ak.index.Index64(offsets[start:stop + 1] - lo), record))}
-            for i, name in enumerate(JET_FIELDS):
-                batch[name] = np.ascontiguousarray(data["jet"][start:stop, i])
-            for i, name in enumerate(labels):
-                batch[name] = data["label"][start:stop] == i
-            tree.extend(batch)
+    write_jet_tree(path, TREE_NAME, provenance, data["npart"], data["part"], PART_FIELDS,
+                   data["jet"], JET_FIELDS,
+                   {name: data["label"] == i for i, name in enumerate(labels)})
 
 
 def generate_classes(

@@ -24,14 +24,12 @@ from .._files import atomic_output, check_output
 from . import recipe
 from .chunks import (
     DEFAULT_CHUNK_SIZE,
-    PROVENANCE_KEY,
-    WRITE_BATCH_JETS,
-    ZSTD_LEVEL,
     check_count,
     package_version,
     permute_ragged,
     run_tasks,
     shuffle_permutation,
+    write_jet_tree,
 )
 from .events import BACKGROUND, SIGNAL, ChunkResult, ChunkTask, require_generators, run_chunk
 
@@ -110,36 +108,8 @@ def _assemble(results: list[ChunkResult], seed: int, shuffle: bool) -> dict[str,
 
 def _write(path: Path, data: dict[str, np.ndarray], provenance: str) -> None:
     """Write the flat ``jets`` TTree (branch names as in LLOCA.md section 11) to ``path``."""
-    import awkward as ak
-    import uproot
-
-    npart = data["npart"]
-    offsets = np.zeros(len(npart) + 1, dtype=np.int64)
-    np.cumsum(npart, out=offsets[1:])
-    part = data["part"]
-    with uproot.recreate(path, compression=uproot.ZSTD(ZSTD_LEVEL)) as f:
-        f[PROVENANCE_KEY] = provenance
-        part_type = ak.types.ListType(ak.types.RecordType(
-            [ak.types.NumpyType("float32")] * len(_PART_FIELDS), list(_PART_FIELDS)))
-        branch_types: dict[str, object] = {"part": part_type}
-        branch_types.update({name: np.float32 for name in _JET_BRANCHES})
-        branch_types["is_signal"] = np.int32
-        tree = f.mktree(TREE_NAME, branch_types, counter_name=lambda counted: "n" + counted)
-        for start in range(0, len(npart), WRITE_BATCH_JETS):
-            stop = min(start + WRITE_BATCH_JETS, len(npart))
-            lo, hi = offsets[start], offsets[stop]
-            record = ak.contents.RecordArray(
-                [ak.contents.NumpyArray(np.ascontiguousarray(part[lo:hi, i]))
-                 for i in range(len(_PART_FIELDS))],
-                list(_PART_FIELDS),
-            )
-            ragged = ak.Array(ak.contents.ListOffsetArray(
-                ak.index.Index64(offsets[start:stop + 1] - lo), record))
-            batch: dict[str, object] = {"part": ragged}
-            for i, name in enumerate(_JET_BRANCHES):
-                batch[name] = np.ascontiguousarray(data["jet"][start:stop, i])
-            batch["is_signal"] = data["is_signal"][start:stop]
-            tree.extend(batch)
+    write_jet_tree(path, TREE_NAME, provenance, data["npart"], data["part"], _PART_FIELDS,
+                   data["jet"], _JET_BRANCHES, {"is_signal": data["is_signal"].astype(np.int32)})
 
 
 def generate_sample(
