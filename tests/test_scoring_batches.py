@@ -94,16 +94,30 @@ def test_batch_plan_covers_every_jet_once_widest_first(tagger, jets):
     _, mask = jets
     counts = torch.from_numpy(mask).sum(1)
     nonempty = torch.nonzero(counts > 0).flatten()
-    for threads, batch_size in ((1, 32), (2, 32), (2, 1000), (3, 7)):
+    for batch_size in (32, 1000, 7):
+        plans = []
+        for threads in (1, 2, 3):
+            with _Threads(threads):
+                batches, workers = tagger._plan_batches(counts, nonempty, batch_size)
+            assert workers == min(threads, len(batches))
+            flat = torch.cat(batches)
+            assert sorted(flat.tolist()) == sorted(nonempty.tolist())
+            assert all(len(b) <= batch_size for b in batches)
+            assert len(batches) >= 2  # even one batch's worth of jets is shared by two cores
+            assert torch.all(counts[flat][:-1] >= counts[flat][1:])  # descending multiplicity
+            plans.append([b.tolist() for b in batches])
+        assert plans[0] == plans[1] == plans[2]  # the plan does not depend on the threads
+
+
+def test_scores_are_bitwise_the_same_on_any_thread_count(tagger, jets):
+    """Batches independent of the thread count, one intra-op thread each: a batch farm and a
+    laptop write the same scores (and the ``lloca-hep`` command those of a Python session)."""
+    p4, mask = jets
+    got = {}
+    for threads in (1, 2, 3):
         with _Threads(threads):
-            batches, workers = tagger._plan_batches(counts, nonempty, batch_size)
-        assert workers == threads
-        flat = torch.cat(batches)
-        assert sorted(flat.tolist()) == sorted(nonempty.tolist())
-        assert all(len(b) <= batch_size for b in batches)
-        assert torch.all(counts[flat][:-1] >= counts[flat][1:])  # descending multiplicity
-        if threads > 1:
-            assert len(batches) % threads == 0
+            got[threads] = tagger.score_padded(p4, mask, warn_empty=False)
+    assert got[1].tobytes() == got[2].tobytes() == got[3].tobytes()
 
 
 def test_worker_threads_score_with_one_intraop_thread_and_errors_propagate(jets):

@@ -47,6 +47,11 @@ __all__ = [
 #: jets of 48-64 constituents a forward pass frees and re-touches tens of MB, which glibc's
 #: malloc returns to the system and faults in again each time (docs/benchmarks.md, issue 14).
 DEFAULT_BATCH_SIZE = 256
+#: On the CPU, an input of at least this many jets is split into at least this many batches,
+#: so that two cores share even a small input. The split never depends on the thread count,
+#: and each batch runs with one intra-op thread: the scores are bitwise the same on 1 or 64
+#: threads.
+MIN_CPU_BATCHES = 2
 #: Devices :func:`resolve_device` accepts, as told to the user.
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -149,7 +154,8 @@ class Tagger:
     whose columns :attr:`class_names` names.
 
     On the CPU, :meth:`score_padded` scores its batches on ``torch.get_num_threads()``
-    threads side by side, one intra-op thread each (:attr:`parallel_batches`); the model's
+    threads side by side, one intra-op thread each (:attr:`parallel_batches`), with batches
+    that do not depend on the thread count, so the scores do not either; the model's
     ``forward`` must then be safe to call from several threads in evaluation mode, as torch
     modules without state written in ``forward`` are.
     """
@@ -326,10 +332,14 @@ class Tagger:
             )
         return out
 
+    def _one_thread_batches(self) -> bool:
+        """True where batches run with one intra-op thread each (the CPU, torch back end)."""
+        return self.device.type == "cpu" and self.parallel_batches
+
     def _batch_workers(self) -> int:
         """Threads that score batches side by side: ``torch.get_num_threads()`` on the CPU
         (each then runs its batches with one intra-op thread), else 1."""
-        if self.device.type != "cpu" or not self.parallel_batches:
+        if not self._one_thread_batches():
             return 1
         return max(1, int(torch.get_num_threads()))
 
@@ -341,15 +351,16 @@ class Tagger:
         Jets are ordered by descending multiplicity (stable), so that each batch is padded
         only to its own longest jet and the widest batches start first; the network sees
         every jet alone (no batch statistics in evaluation), so the order changes the scores
-        only by float round-off. With ``w`` workers there are at least ``w`` batches (when
-        there are that many jets), a multiple of ``w`` of them, their sizes within one jet.
+        only by float round-off. The batches do not depend on the thread count: on the CPU
+        there are at least :data:`MIN_CPU_BATCHES` of them (when there are that many jets),
+        their sizes within one jet.
         """
         n = int(nonempty.numel())
         order = nonempty[torch.argsort(counts[nonempty], descending=True, stable=True)]
-        workers = min(self._batch_workers(), n)
         n_batches = -(-n // batch_size)
-        if workers > 1:
-            n_batches = min(-(-max(n_batches, workers) // workers) * workers, n)
+        if self._one_thread_batches():
+            n_batches = max(n_batches, min(n, MIN_CPU_BATCHES))
+        workers = min(self._batch_workers(), n_batches)
         return list(torch.tensor_split(order, n_batches)), max(workers, 1)
 
     def _run_batches(self, batches: list[torch.Tensor], workers: int, p4: torch.Tensor,
@@ -378,16 +389,25 @@ class Tagger:
                 probs = _probabilities(logits, self.is_multiclass)
                 return np.asarray(probs.float().cpu().numpy())
 
-        if workers <= 1 or len(batches) <= 1:
+        if not self._one_thread_batches():
             for idx in batches:
                 out[idx.numpy()] = one(idx)
+            return
+
+        threads = torch.get_num_threads()
+        if workers <= 1:  # one intra-op thread here too: the same arithmetic as on a pool
+            try:
+                torch.set_num_threads(1)
+                for idx in batches:
+                    out[idx.numpy()] = one(idx)
+            finally:
+                torch.set_num_threads(threads)
             return
 
         def single_threaded(idx: torch.Tensor) -> np.ndarray:
             torch.set_num_threads(1)
             return one(idx)
 
-        threads = torch.get_num_threads()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lloca-score")
         try:
             futures = [pool.submit(single_threaded, idx) for idx in batches]

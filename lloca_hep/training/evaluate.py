@@ -27,7 +27,7 @@ from .._files import atomic_output, check_output_dir, output_directory
 from . import metrics
 from .config import DEFAULT_LABEL_BRANCH, DEFAULT_STEP_SIZE
 from .data import _as_paths, _chunk_where, binary_labels, describe_class
-from .labels import BINARY_CLASSES, LabelSpec, extract_labels, resolve_labels
+from .labels import BINARY_CLASSES, LabelSpec, extract_labels, file_labels
 from .multiclass import MultiClassMetrics, roc_curves_vs_background, summarize_multiclass
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,7 @@ def labels_for(tagger: Tagger, first: str, label_branch: str, tree: str | None) 
     ``label_*`` branches or the integer ``label_branch`` (LabelError when they do not match)."""
     if tagger.class_names == BINARY_CLASSES:
         return binary_labels(label_branch)
-    from lloca_hep.io.discovery import _keys, _open, _select_tree, _split_object_path
-
-    path, tree = _split_object_path(first, tree)
-    with _open(path) as fobj:
-        tobj, name = _select_tree(fobj, path, tree)
-        keys = _keys(tobj, path)
-    return resolve_labels(keys, label_branch, tagger.class_names, f"{path}:{name}",
-                          DEFAULT_LABEL_BRANCH)
+    return file_labels(first, tree, label_branch, tagger.class_names, DEFAULT_LABEL_BRANCH)
 
 
 def evaluate(

@@ -97,6 +97,19 @@ def resolve_labels(branch_names: Sequence[str], label_branch: str,
     return LabelSpec("binary", (label_branch,), BINARY_CLASSES)
 
 
+def file_labels(first: str, tree: str | None, label_branch: str,
+                classes: Sequence[str] | None, default_branch: str) -> LabelSpec:
+    """:func:`resolve_labels` for the tree of the ROOT file ``first`` (a path or
+    ``path:tree``; ``tree`` as for the readers): only the branch names are read."""
+    from lloca_hep.io.discovery import _keys, _open, _select_tree, _split_object_path
+
+    path, tree = _split_object_path(first, tree)
+    with _open(path) as fobj:
+        tobj, name = _select_tree(fobj, path, tree)
+        keys = _keys(tobj, path)
+    return resolve_labels(keys, label_branch, classes, f"{path}:{name}", default_branch)
+
+
 def extract_labels(jets: Any, spec: LabelSpec, where: str, first_jet: int = 0) -> np.ndarray:
     """Labels of a chunk of jets: float32 0/1 ``(n,)`` for C = 2, int64 class indices
     ``(n,)`` for C > 2. Errors (:class:`LabelError`) name ``where``, the branch and the jet

@@ -54,7 +54,7 @@ from .distributed import (
 )
 from .epoch import BatchCallback, RunState, json_safe, make_weighting
 from .finetune import Pretrained, TransferReport, finetune_model, freeze, load_pretrained, transfer
-from .labels import LabelSpec, resolve_labels
+from .labels import LabelSpec, file_labels
 from .schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -212,14 +212,8 @@ class _Run:
 
 def _resolve_label_spec(first: str, config: TrainConfig) -> LabelSpec:
     """How the labels are read, from the branch names of the first training file."""
-    from lloca_hep.io.discovery import _keys, _open, _select_tree, _split_object_path
-
-    path, tree = _split_object_path(first, config.tree)
-    with _open(path) as fobj:
-        tobj, name = _select_tree(fobj, path, tree)
-        keys = _keys(tobj, path)
-    return resolve_labels(keys, config.label_branch, config.classes, f"{path}:{name}",
-                          DEFAULT_LABEL_BRANCH)
+    return file_labels(first, config.tree, config.label_branch, config.classes,
+                       DEFAULT_LABEL_BRANCH)
 
 
 def _warn_overlap(train_paths: list[str], val_paths: list[str] | None) -> None:
