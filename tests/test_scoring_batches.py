@@ -110,8 +110,8 @@ def test_batch_plan_covers_every_jet_once_widest_first(tagger, jets):
 
 
 def test_scores_are_bitwise_the_same_on_any_thread_count(tagger, jets):
-    """Batches independent of the thread count, one intra-op thread each: a batch farm and a
-    laptop write the same scores (and the ``lloca-hep`` command those of a Python session)."""
+    """Batches independent of the thread count, one intra-op thread each: the same scores
+    whatever the cores free (and the ``lloca-hep`` command writes those of a Python session)."""
     p4, mask = jets
     got = {}
     for threads in (1, 2, 3):

@@ -49,8 +49,8 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 256
 #: On the CPU, an input of at least this many jets is split into at least this many batches,
 #: so that two cores share even a small input. The split never depends on the thread count,
-#: and each batch runs with one intra-op thread: the scores are bitwise the same on 1 or 64
-#: threads.
+#: and each batch runs with one intra-op thread: on one kind of CPU the scores are bitwise the
+#: same on 1 or 64 threads.
 MIN_CPU_BATCHES = 2
 #: Devices :func:`resolve_device` accepts, as told to the user.
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps, auto"
