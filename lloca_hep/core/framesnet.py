@@ -160,8 +160,9 @@ class FramesNet(nn.Module):
         """:meth:`_vectors` on chunks of jets of similar width, padding trimmed off.
 
         A jet's *width* is one past its last real constituent. Columns beyond it are padding:
-        as partners they get zero weight, and as rows they all see the same inputs (zero
-        momentum and scalars), so all have the output of the first of them. Jets are sorted by
+        as partners they get zero weight, and as rows they all see the same inputs when their
+        momenta and scalars are zero (checked; else nothing is trimmed), so all have the output
+        of the first of them. Jets are sorted by
         width, each chunk is computed up to its widest jet plus one padded column, that column's
         output is repeated over the rest, and the jets are put back in order. Every real row
         gets the same arithmetic as on the full width except for the length of its partner
@@ -172,12 +173,19 @@ class FramesNet(nn.Module):
         R = self.num_references
         cols = torch.arange(1, N + 1, device=mask.device)
         width = (mask * cols).amax(1).clamp_min(1)  # (B,) one past the last real constituent
+        # rows beyond a jet's width stand for each other only if their inputs agree (zero
+        # momenta and scalars, as the frame choices give); otherwise keep the full width
+        tail = cols[None, :] > width[:, None]
+        trim = not bool((p[tail] != 0).any()) and (
+            scalars is None or not bool((scalars[tail] != 0).any())
+        )
         order = torch.argsort(width, descending=True, stable=True)
         widths = width[order].tolist()
         parts = []
         i = 0
         while i < B:
-            w = min(int(widths[i]) + 1, N)  # one padded column (if any) stands for the rest
+            # one padded column (if any) stands for the rest
+            w = min(int(widths[i]) + 1, N) if trim else N
             size = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * w * (w + R)))
             idx = order[i : i + size]
             v = self._vectors(
