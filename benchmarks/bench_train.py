@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "lloca_hep" / "data" / "sample.ro
 LEARNING_RATE = 1e-4
 
 
-def _batches(n: int, batch: int, unpadded: bool, count: int, seed: int = 0):
+def _batches(
+    n: int, batch: int, unpadded: bool, count: int, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``count`` batches ``(p4, mask, labels)`` of ``batch`` jets at ``N = n``."""
     gen = torch.Generator().manual_seed(seed)
     if unpadded:
@@ -63,7 +66,7 @@ def _batches(n: int, batch: int, unpadded: bool, count: int, seed: int = 0):
     ]
 
 
-def _stepper(model: torch.nn.Module):
+def _stepper(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     model.train()
 
@@ -71,7 +74,7 @@ def _stepper(model: torch.nn.Module):
         opt.zero_grad(set_to_none=True)
         logits = model(p4, mask)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
 
     return step
