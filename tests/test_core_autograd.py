@@ -85,13 +85,15 @@ def test_softmax_weighted_sum_gradcheck():
     gen = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 2, 4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
     units = torch.randn(2, 5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    coef = torch.tensor([-0.5, 0.7], dtype=torch.float64, requires_grad=True)
+    log_pair = torch.randn(2, 4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
 
-    def fn(logits, units):
-        return ag.softmax_weighted_sum(logits * 1.0, units)
+    def fn(logits, units, coef, log_pair):
+        return ag.softmax_weighted_sum(logits * 1.0, units, coef, log_pair)
 
-    assert torch.autograd.gradcheck(fn, (logits, units))
-    ref = torch.softmax(logits, -1) @ units[:, None]
-    torch.testing.assert_close(fn(logits, units), ref, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(fn, (logits, units, coef, log_pair))
+    ref = torch.softmax(logits + coef[:, None, None] * log_pair[:, None], -1) @ units[:, None]
+    torch.testing.assert_close(fn(logits, units, coef, log_pair), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_use_autograd_function_only_when_recording():

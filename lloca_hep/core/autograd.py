@@ -294,44 +294,54 @@ def frame_transform(
 
 
 class SoftmaxWeightedSum(torch.autograd.Function):
-    """``V = softmax(logits, -1) @ units`` for the frames net, with a hand-written backward.
+    """``V = softmax(logits + c_k log_pair, -1) @ units`` for the frames net, backward by hand.
 
-    The softmax overwrites ``logits`` (a fresh tensor no other autograd node needs) with the
-    same in-place arithmetic as the inference path of :class:`lloca_hep.core.framesnet.FramesNet`,
-    so training and inference agree bitwise. Backward, with ``w`` the weights:
-    ``dunits = w^T dV``, ``dlogits = w * (dV units^T - <dV, V>)`` (the row sums of
-    ``w * (dV units^T)`` are ``<dV, V>``, so no second full-size product is needed).
+    The pair term is added and the softmax taken in place on ``logits`` (a fresh tensor no
+    other autograd node needs), with the same arithmetic as the inference path of
+    :class:`lloca_hep.core.framesnet.FramesNet`, so training and inference agree bitwise.
+    Backward, with ``w`` the weights: ``dunits = w^T dV``,
+    ``dlogits = w * (dV units^T - <dV, V>)`` (the row sums of ``w * (dV units^T)`` are
+    ``<dV, V>``, so no second full-size product is needed), ``dc_k = sum dlogits_k log_pair``
+    as one contraction (no full-size temporary).
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, logits: torch.Tensor, units: torch.Tensor, coef: torch.Tensor,
+                log_pair: torch.Tensor) -> torch.Tensor:
         w = logits.detach()
+        w.addcmul_(coef.detach()[None, :, None, None], log_pair.detach()[:, None])
         w.sub_(w.amax(-1, keepdim=True)).exp_()
         w.div_(w.sum(-1, keepdim=True))
         out = torch.matmul(w, units.detach()[:, None])
         # not marked dirty (it is no output): no autograd node holds the logits (the products
         # that made them save their factors), and a node that did would fail its version check
-        ctx.save_for_backward(logits, units, out)
+        ctx.save_for_backward(logits, units, out, coef, log_pair)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
         (gv,) = grads
-        w, units, out = ctx.saved_tensors
-        g_logits = g_units = None
-        if ctx.needs_input_grad[0]:
+        w, units, out, coef, log_pair = ctx.saved_tensors
+        g_logits = g_units = g_coef = g_pair = None
+        need = ctx.needs_input_grad
+        if need[0] or need[2] or need[3]:
             g = torch.matmul(gv, units[:, None].mT)  # (b, K, N, P)
             g.sub_((gv * out).sum(-1, keepdim=True)).mul_(w)
-            g_logits = g
-        if ctx.needs_input_grad[1]:
+            g_logits = g if need[0] else None
+            if need[2]:
+                g_coef = torch.einsum("bknp,bnp->k", g, log_pair)
+            if need[3]:
+                g_pair = torch.einsum("bknp,k->bnp", g, coef)
+        if need[1]:
             g_units = torch.matmul(w.mT, gv).sum(1)
-        return g_logits, g_units
+        return g_logits, g_units, g_coef, g_pair
 
 
-def softmax_weighted_sum(logits: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
-    """``softmax(logits, -1) @ units[:, None]`` for ``logits (b, K, N, P)`` and
-    ``units (b, P, 4)`` -> ``(b, K, N, 4)``; ``logits`` is overwritten (see
-    :class:`SoftmaxWeightedSum`)."""
-    out: torch.Tensor = SoftmaxWeightedSum.apply(logits, units)
+def softmax_weighted_sum(logits: torch.Tensor, units: torch.Tensor, coef: torch.Tensor,
+                         log_pair: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits + coef_k log_pair, -1) @ units[:, None]`` for ``logits (b, K, N, P)``,
+    ``units (b, P, 4)``, ``coef (K,)``, ``log_pair (b, N, P)`` -> ``(b, K, N, 4)``; ``logits``
+    is overwritten (see :class:`SoftmaxWeightedSum`)."""
+    out: torch.Tensor = SoftmaxWeightedSum.apply(logits, units, coef, log_pair)
     return out

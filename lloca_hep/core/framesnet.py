@@ -262,11 +262,11 @@ class FramesNet(nn.Module):
         """Softmax-weighted partner directions for a chunk of jets: ``(b, K, N, 4)``."""
         log_pair = torch.matmul(a, b).clamp_min_(EPS_PAIR).log_()  # (b, N, P)
         logits = torch.matmul(qa, ka)  # (b, K, N, P)
+        if use_autograd_function(logits, units, coef):  # training: hand-written backward
+            return softmax_weighted_sum(logits, units, coef, log_pair)
         logits.addcmul_(coef[None, :, None, None], log_pair[:, None])
         # softmax over partners; same arithmetic with and without autograd (bitwise equal), in
-        # place (one pass less over the largest tensor); training: hand-written backward
-        if use_autograd_function(logits, units):
-            return softmax_weighted_sum(logits, units)
+        # place (one pass less over the largest tensor)
         if logits.requires_grad:
             w = (logits - logits.amax(-1, keepdim=True)).exp()
             w = w / w.sum(-1, keepdim=True)
