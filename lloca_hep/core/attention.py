@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention
 
+from .autograd import frame_transform, use_autograd_function
 from .kernels import can_use_kernels, transform_vectors_
 from .lorentz import METRIC_DIAG, inverse
 from .reps import TensorReps
@@ -195,19 +196,29 @@ class LLoCaAttention(nn.Module):
         H, D = self.heads, self.head_dim
         if isinstance(frames, torch.Tensor):
             frames = prepare_attention_frames(frames, x.dtype)
-        qkv = self.qkv(x).view(B, N, 3, H, D)
+        flat = self.qkv(x)
+        qkv = flat.view(B, N, 3, H, D)
         tensorial = frames is not None and not self.reps.is_scalar_only
         fast = frames is not None and tensorial and can_use_kernels(qkv, frames.inv)
-        if frames is not None and fast:  # keys lowered by g through the row signs
+        # training: hand-written backward of the transforms (no slice/copy autograd nodes)
+        trained = (
+            frames is not None and tensorial and not fast
+            and use_autograd_function(qkv, frames.inv)
+        )
+        if frames is not None and trained:  # keys lowered by g through the row signs
+            # in place on the fresh linear output; its gradient comes from the unbind below only
+            qkv = frame_transform(
+                flat, frames.inv, self.ns, self.nv, self.n2, self.qkv_row_signs.to(qkv.dtype),
+                inplace=True, shape=(B, N, 3, H, D), frames_inverse=frames.out,
+            ).view(B, N, 3, H, D)
+        elif frames is not None and fast:  # keys lowered by g through the row signs
             self._transform(qkv, frames.inv, fast=True, row_signs=self.qkv_row_signs)
-            k = qkv[:, :, 1].transpose(1, 2)
         elif frames is not None and tensorial:  # keys lowered by g in frames.qkv
             qkv = self._transform(qkv, frames.qkv, inplace=True)
-            k = qkv[:, :, 1].transpose(1, 2)
-        else:
-            k = (qkv[:, :, 1] * self.key_signs.to(x.dtype)).transpose(1, 2)
-        q = qkv[:, :, 0].transpose(1, 2)
-        v = qkv[:, :, 2].transpose(1, 2)
+        # one unbind, not three selects: its backward stacks the gradients (no zero-filled copies)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+        if not tensorial:
+            k = k * self.key_signs.to(x.dtype)[None, None, None]
         attn_mask = key_padding_mask(mask)
         out_frames = None if frames is None else frames.out
         n_q = N
@@ -219,7 +230,11 @@ class LLoCaAttention(nn.Module):
             attn_mask = bias.to(q.dtype).masked_fill(~attn_mask, float("-inf"))
         o = scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         o = o.transpose(1, 2)  # (B, N_q, H, D)
-        if out_frames is not None and fast:  # in place: o is a fresh output autograd does not need
+        if out_frames is not None and trained:
+            o = frame_transform(
+                o.unsqueeze(2), out_frames, self.ns, self.nv, self.n2
+            ).squeeze(2)
+        elif out_frames is not None and fast:  # in place: o is a fresh output autograd does not need
             self._transform(o[:, :, None], out_frames, fast=True)
         elif out_frames is not None and tensorial:
             o = self._transform(o, out_frames)

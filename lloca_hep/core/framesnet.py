@@ -34,6 +34,7 @@ import math
 import torch
 from torch import nn
 
+from .autograd import is_tracing, softmax_weighted_sum, use_autograd_function
 from .lorentz import minkowski
 
 __all__ = ["EPS_ENERGY", "EPS_PAIR", "NEG_LARGE", "FramesNet"]
@@ -142,26 +143,67 @@ class FramesNet(nn.Module):
         B, N, _ = p.shape
         if global_scalars is None:
             global_scalars = p.new_zeros(B, self.num_global)
-        P = N + self.num_references
-        chunk = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * N * P))
-        if torch.compiler.is_compiling() or B <= chunk:
-            # traced (torch.export/compile): no shape-dependent Python loop, one chunk
+        if is_tracing():
+            # traced (torch.export/compile/ONNX): no shape-dependent Python loop, one chunk
             return self._vectors(p, mask, jet, refs, scalars, global_scalars)
-        # every jet is independent: chunks keep the temporaries small (cache, allocator reuse)
+        return self._trimmed(p, mask, jet, refs, scalars, global_scalars)
+
+    def _trimmed(
+        self,
+        p: torch.Tensor,
+        mask: torch.Tensor,
+        jet: torch.Tensor,
+        refs: torch.Tensor | None,
+        scalars: torch.Tensor | None,
+        global_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`_vectors` on chunks of jets of similar width, padding trimmed off.
+
+        A jet's *width* is one past its last real constituent. Columns beyond it are padding:
+        as partners they get zero weight, and as rows they all see the same inputs when their
+        momenta and scalars are zero (checked; else nothing is trimmed), so all have the output
+        of the first of them. Jets are sorted by
+        width, each chunk is computed up to its widest jet plus one padded column, that column's
+        output is repeated over the rest, and the jets are put back in order. Every real row
+        gets the same arithmetic as on the full width except for the length of its partner
+        sums (zeros left out), so results agree to float64 rounding. The O(N^2) work then
+        follows the real multiplicities instead of the padded size.
+        """
+        B, N, _ = p.shape
+        R = self.num_references
+        cols = torch.arange(1, N + 1, device=mask.device)
+        width = (mask * cols).amax(1).clamp_min(1)  # (B,) one past the last real constituent
+        # rows beyond a jet's width stand for each other only if their inputs agree (zero
+        # momenta and scalars, as the frame choices give); otherwise keep the full width
+        tail = cols[None, :] > width[:, None]
+        trim = not bool((p[tail] != 0).any()) and (
+            scalars is None or not bool((scalars[tail] != 0).any())
+        )
+        order = torch.argsort(width, descending=True, stable=True)
+        widths = width[order].tolist()
         parts = []
-        for i in range(0, B, chunk):
-            c = slice(i, i + chunk)
-            parts.append(
-                self._vectors(
-                    p[c],
-                    mask[c],
-                    jet[c],
-                    None if refs is None else refs[c],
-                    None if scalars is None else scalars[c],
-                    global_scalars[c],
-                )
+        i = 0
+        while i < B:
+            # one padded column (if any) stands for the rest
+            w = min(int(widths[i]) + 1, N) if trim else N
+            size = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * w * (w + R)))
+            idx = order[i : i + size]
+            v = self._vectors(
+                p[idx, :w],
+                mask[idx, :w],
+                jet[idx],
+                None if refs is None else refs[idx],
+                None if scalars is None else scalars[idx, :w],
+                global_scalars[idx],
             )
-        return torch.cat(parts)
+            if w < N:
+                v = torch.cat([v, v[:, -1:].expand(-1, N - w, -1, -1)], dim=1)
+            parts.append(v)
+            i += size
+        out = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if B > 1:
+            out = out.index_select(0, torch.argsort(order))
+        return out
 
     def _vectors(
         self,
@@ -220,9 +262,11 @@ class FramesNet(nn.Module):
         """Softmax-weighted partner directions for a chunk of jets: ``(b, K, N, 4)``."""
         log_pair = torch.matmul(a, b).clamp_min_(EPS_PAIR).log_()  # (b, N, P)
         logits = torch.matmul(qa, ka)  # (b, K, N, P)
+        if use_autograd_function(logits, units, coef):  # training: hand-written backward
+            return softmax_weighted_sum(logits, units, coef, log_pair)
         logits.addcmul_(coef[None, :, None, None], log_pair[:, None])
         # softmax over partners; same arithmetic with and without autograd (bitwise equal), in
-        # place for inference (one pass less over the largest tensor)
+        # place (one pass less over the largest tensor)
         if logits.requires_grad:
             w = (logits - logits.amax(-1, keepdim=True)).exp()
             w = w / w.sum(-1, keepdim=True)

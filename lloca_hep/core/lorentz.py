@@ -43,7 +43,12 @@ _GDIAG_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def _gdiag(x: torch.Tensor) -> torch.Tensor:
-    if torch.compiler.is_compiling():  # never cache tensors made while tracing
+    """The metric diagonal ``(4,)`` in the dtype and on the device of ``x``, cached.
+
+    Never cached while tracing, nor under ``torch.inference_mode`` (an inference tensor in the
+    cache would break a later training step: "Inference tensors cannot be saved for backward").
+    """
+    if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
         return torch.tensor(METRIC_DIAG, dtype=x.dtype, device=x.device)
     key = (x.dtype, x.device)
     g = _GDIAG_CACHE.get(key)
