@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .safe import safe_atan2, safe_hypot
+
 __all__ = [
     "BEAM_REFERENCES",
     "LOG_FLOOR_GEV",
@@ -40,9 +42,9 @@ def reference_vectors(dtype: torch.dtype = torch.float64, device=None) -> torch.
 
 
 def _eta_phi(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    pt = torch.hypot(p[..., 1], p[..., 2])
+    pt = safe_hypot(p[..., 1], p[..., 2])
     eta = torch.asinh(p[..., 3] / pt.clamp_min(LOG_FLOOR_GEV))
-    phi = torch.atan2(p[..., 2], p[..., 1])
+    phi = safe_atan2(p[..., 2], p[..., 1])
     return pt, eta, phi
 
 
@@ -58,7 +60,7 @@ def non_invariant_scalars(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     _, jeta, jphi = _eta_phi(jet[:, None])
     deta = eta - jeta
     dphi = torch.remainder(phi - jphi + torch.pi, 2 * torch.pi) - torch.pi
-    dr = torch.hypot(deta, dphi)
+    dr = safe_hypot(deta, dphi)
     feats = torch.stack(
         [
             torch.log(pt.clamp_min(LOG_FLOOR_GEV)),

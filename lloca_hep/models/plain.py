@@ -29,6 +29,7 @@ from torch.nn.functional import scaled_dot_product_attention
 
 from ..core.attention import key_padding_mask
 from ..core.restframe import jet_momentum
+from ..core.safe import safe_atan2, safe_hypot
 from ._common import (
     ClassifierHead,
     check_inputs,
@@ -94,8 +95,8 @@ def jet_relative_features(
     p = torch.where(mask[..., None], p, torch.zeros_like(p))  # padded slots may hold anything
     jet = jet_momentum(p, mask)[:, None, :]  # (B, 1, 4)
 
-    pt = torch.hypot(p[..., 1], p[..., 2])
-    pt_jet = torch.hypot(jet[..., 1], jet[..., 2]).clamp_min(MIN_PT_GEV)
+    pt = safe_hypot(p[..., 1], p[..., 2])
+    pt_jet = safe_hypot(jet[..., 1], jet[..., 2]).clamp_min(MIN_PT_GEV)
     e = p[..., 0]
     e_jet = jet[..., 0].clamp_min(MIN_ENERGY_GEV)
     log_pt = torch.log(pt.clamp_min(MIN_PT_GEV))
@@ -104,8 +105,8 @@ def jet_relative_features(
     d_eta = _rapidity(p) - _rapidity(jet)
     cross = jet[..., 1] * p[..., 2] - jet[..., 2] * p[..., 1]
     dot = jet[..., 1] * p[..., 1] + jet[..., 2] * p[..., 2]
-    d_phi = torch.atan2(cross, dot)  # in (-pi, pi]
-    d_r = torch.hypot(d_eta, d_phi)
+    d_phi = safe_atan2(cross, dot)  # in (-pi, pi]
+    d_r = safe_hypot(d_eta, d_phi)
 
     cols = {
         "log_pt": log_pt,
