@@ -47,10 +47,17 @@ def is_tracing() -> bool:
 
 def use_autograd_function(*tensors: torch.Tensor) -> bool:
     """True when :class:`FrameTransform` should replace the plain torch ops: autograd records a
-    graph through one of ``tensors`` and nothing is being traced or exported."""
+    graph through one of ``tensors``, nothing is being traced or exported, and no autocast
+    (``--amp``) is active for them: under autocast the plain ops take autocast's dtypes, which
+    the hand-written backward does not mix (``tensors`` of different dtypes also take the plain
+    ops)."""
     if is_tracing():
         return False
     if not torch.is_grad_enabled():
+        return False
+    if len({t.dtype for t in tensors}) > 1:
+        return False
+    if any(torch.is_autocast_enabled(t.device.type) for t in tensors):
         return False
     return any(t.requires_grad for t in tensors)
 
