@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_train.py --model llocapart --config '{}'   # LLoCa-ParT, registry size
     python benchmarks/bench_train.py --baseline /work/main            # before/after in one run
     python benchmarks/bench_train.py --unpadded                       # all N constituents real
+    python benchmarks/bench_train.py --default-malloc                 # malloc as glibc starts
 
 A step is train mode, forward, binary cross-entropy, backward and an AdamW step. The twin is the
 same model and configuration with ``frames="identity"`` (``--twin-config`` overrides). Jets are
@@ -17,7 +18,9 @@ The two models alternate step by step (the order flipped every round), after ``-
 each, so load from other processes hits both alike; the table gives the median wall-clock step
 time, the median CPU time of the process and the LLoCa / twin ratio of the medians. With
 ``--baseline PATH`` the same measurement runs first in a subprocess with ``PYTHONPATH=PATH``
-(another checkout, e.g. main before a change) and both appear in one table.
+(another checkout, e.g. main before a change) and both appear in one table. Like ``lloca-hep
+train``, the script raises glibc malloc's thresholds first (:mod:`lloca_hep._malloc`, where the
+checkout has it); ``--default-malloc`` leaves them.
 """
 
 from __future__ import annotations
@@ -86,6 +89,13 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     name = resolve_model_name(args.model)
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        try:  # as `lloca-hep train` does (lloca_hep/_malloc.py); older checkouts lack it
+            from lloca_hep._malloc import keep_freed_memory
+        except ImportError:
+            pass
+        else:
+            keep_freed_memory()
     config = json.loads(args.config)
     twin_config = {**config, "frames": "identity"}
     if args.twin_config:
@@ -153,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--unpadded", action="store_true", help="toy jets, all N constituents real")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc malloc's thresholds as they are (train raises them)")
     ap.add_argument("--baseline", default="", help="another checkout, measured in a subprocess")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON only")
     args = ap.parse_args(argv)

@@ -8,6 +8,7 @@ import torch
 
 import lloca_hep.core.attention as attention_mod
 import lloca_hep.core.autograd as ag
+import lloca_hep.core.framechoices as framechoices_mod
 import lloca_hep.core.framesnet as framesnet_mod
 from lloca_hep.core.framesnet import FramesNet
 from lloca_hep.core.lorentz import random_lorentz
@@ -110,6 +111,7 @@ def _grads(model, p4, mask, fast: bool, monkeypatch):
     if not fast:
         monkeypatch.setattr(attention_mod, "use_autograd_function", lambda *t: False)
         monkeypatch.setattr(framesnet_mod, "use_autograd_function", lambda *t: False)
+        monkeypatch.setattr(framechoices_mod, "use_autograd_function", lambda *t: False)
     model.zero_grad()
     out = model(p4, mask)
     (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
@@ -145,8 +147,11 @@ def test_llocapart_gradients_fast_equal_reference(monkeypatch):
     p4, mask = toy_jets(3, 20, min_constituents=4)
     _, g_fast = _grads(model, p4, mask, True, monkeypatch)
     _, g_ref = _grads(model, p4, mask, False, monkeypatch)
+    # gradients that vanish up to round-off (a LayerNorm bias before a softmax-invariant
+    # shift: ~1e-17) are compared on the scale of the largest gradient
+    floor = 1e-6 * max(g.abs().max().item() for g in g_ref.values())
     for name in g_ref:
-        scale = g_ref[name].abs().max().clamp_min(1e-30)
+        scale = g_ref[name].abs().max().clamp_min(floor)
         assert ((g_fast[name] - g_ref[name]).abs().max() / scale).item() < 1e-10, name
 
 

@@ -196,7 +196,13 @@ class LLoCaAttention(nn.Module):
         H, D = self.heads, self.head_dim
         if isinstance(frames, torch.Tensor):
             frames = prepare_attention_frames(frames, x.dtype)
-        flat = self.qkv(x)
+        if x.is_contiguous():
+            # a 2D product (the same one nn.Linear does): a fresh tensor, not the view that
+            # nn.Linear returns for 3D input; the in-place frame transform of a view would cost
+            # autograd a zero-filled copy of its base in the backward pass
+            flat = nn.functional.linear(x.view(B * N, -1), self.qkv.weight, self.qkv.bias)
+        else:
+            flat = self.qkv(x)
         qkv = flat.view(B, N, 3, H, D)
         tensorial = frames is not None and not self.reps.is_scalar_only
         fast = frames is not None and tensorial and can_use_kernels(qkv, frames.inv)

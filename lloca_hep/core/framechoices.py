@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import frames_backward
+from .autograd import use_autograd_function
 from .frames import beam_rotation_frames, polar_frames, rotation_frames
 from .framesnet import FramesNet
 from .kernels import can_use_kernels, relative_frames_numba
@@ -186,6 +188,10 @@ class FrameChoice(nn.Module):
             # local frames and the per-jet frame (v0 = J: no boost) in one call
             vj = torch.stack([jet, vmean[:, 1], vmean[:, 2]], dim=1)[:, None]
             allv = torch.cat([v, vj], dim=1)
+            if use_autograd_function(allv) and frames_backward.supports(allv):
+                # training on the CPU: numba forward, hand-written backward
+                frames, ref, relative = frames_backward.learned_frames(allv)
+                return LocalFrames(p, jet, frames, relative, log_mass, ref, to_ref, scale)
             both = polar_frames(allv[:, :, 0], allv[:, :, 1], allv[:, :, 2])
             frames, ref = both[:, :-1], both[:, -1]
         elif self.kind == "rotations":

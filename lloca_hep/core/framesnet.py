@@ -273,4 +273,7 @@ class FramesNet(nn.Module):
         else:
             w = logits.sub_(logits.amax(-1, keepdim=True)).exp_()
             w.div_(w.sum(-1, keepdim=True))
-        return torch.matmul(w, units[:, None])
+        if is_tracing():  # exported graphs: no shape-dependent reshape
+            return torch.matmul(w, units[:, None])
+        b, K, N, P = w.shape  # (b, K*N, P) @ (b, P, 4): one product per jet (same values)
+        return torch.bmm(w.reshape(b, K * N, P), units).view(b, K, N, 4)

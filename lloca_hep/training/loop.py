@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lloca_hep._malloc import keep_freed_memory
 from lloca_hep._threads import apply_threads
 from lloca_hep.errors import LabelError
 from lloca_hep.features import InputSpec, resolve_features
@@ -162,6 +163,7 @@ def train(
     if config.resume and ckpt is None:
         log.warning("no checkpoint in %s; starting a new run", out_dir)
     apply_threads(config.num_threads)  # None: OMP_NUM_THREADS or the cores free
+    keep_freed_memory()  # steps reuse freed memory instead of faulting it in again
     dev = resolve_device(config.device)
     check_amp(config.amp, dev)
     pretrained = None if config.init_from is None else load_pretrained(config.init_from)
