@@ -87,7 +87,7 @@ def _polar_backward_one(v, gL, gv, work, tl_tol, shift, floor, sp_tol):  # pragm
         B[0, i + 1] = -us[i]
         B[i + 1, 0] = -us[i]
         for j in range(3):
-            B[i + 1, j + 1] = (1.0 if i == j else 0.0) + us[i] * us[j] / opu
+            B[i + 1, j + 1] = (1.0 if i == j else 0.0) + us[i] * us[j] / opu  # as the forward
     # boosted spatial directions of v1, v2
     c = work[1]
     for k in range(2):
@@ -150,10 +150,10 @@ def _polar_backward_one(v, gL, gv, work, tl_tol, shift, floor, sp_tol):  # pragm
             for j in range(4):
                 acc += gL[i + 1, j] * B[k + 1, j]
             ge[i, k] = acc
-    R = ((e1[0], e1[1], e1[2]), (e2[0], e2[1], e2[2]), (e3[0], e3[1], e3[2]))
     for k in range(3):
+        r0, r1, r2 = e1[k], e2[k], e3[k]  # column k of R
         for j in range(4):
-            gB[k + 1, j] += R[0][k] * gL[1, j] + R[1][k] * gL[2, j] + R[2][k] * gL[3, j]
+            gB[k + 1, j] += r0 * gL[1, j] + r1 * gL[2, j] + r2 * gL[3, j]
     g3 = (ge[2, 0], ge[2, 1], ge[2, 2])
     t1 = _cross(e2, g3)
     t2 = _cross(g3, e1)
@@ -164,19 +164,15 @@ def _polar_backward_one(v, gL, gv, work, tl_tol, shift, floor, sp_tol):  # pragm
     ga = (gr[0] - gre * e1[0], gr[1] - gre * e1[1], gr[2] - gre * e1[2])
     g1 = (g1[0] - s * gr[0] - gre * a[0], g1[1] - s * gr[1] - gre * a[1],
           g1[2] - s * gr[2] - gre * a[2])
-    gu1 = [0.0, 0.0, 0.0]
-    gu2 = [0.0, 0.0, 0.0]
-    for i in range(3):
-        if src1 == 1:
-            gu1[i] += g1[i]
-        elif src1 == 2:
-            gu2[i] += g1[i]
-        if src2 == 1:
-            gu1[i] += ga[i]
-        elif src2 == 2:
-            gu2[i] += ga[i]
-    gw1 = _normalise_backward((gu1[0], gu1[1], gu1[2]), u1, n1, floor)
-    gw2 = _normalise_backward((gu2[0], gu2[1], gu2[2]), u2, n2, floor)
+    # route the gradients of e1 and a to their sources (a constant axis takes none)
+    f11 = 1.0 if src1 == 1 else 0.0
+    f12 = 1.0 if src1 == 2 else 0.0
+    f21 = 1.0 if src2 == 1 else 0.0
+    f22 = 1.0 if src2 == 2 else 0.0
+    gu1 = (f11 * g1[0] + f21 * ga[0], f11 * g1[1] + f21 * ga[1], f11 * g1[2] + f21 * ga[2])
+    gu2 = (f12 * g1[0] + f22 * ga[0], f12 * g1[1] + f22 * ga[1], f12 * g1[2] + f22 * ga[2])
+    gw1 = _normalise_backward(gu1, u1, n1, floor)
+    gw2 = _normalise_backward(gu2, u2, n2, floor)
     # c_k = B v_k with gc_k = (0, gw_k)
     for i in range(3):
         for j in range(4):
@@ -185,15 +181,16 @@ def _polar_backward_one(v, gL, gv, work, tl_tol, shift, floor, sp_tol):  # pragm
         gv[1, j] += B[1, j] * gw1[0] + B[2, j] * gw1[1] + B[3, j] * gw1[2]
         gv[2, j] += B[1, j] * gw2[0] + B[2, j] * gw2[1] + B[3, j] * gw2[2]
     # B from the four-velocity (u0, us)
+    iopu = 1.0 / opu
     gu0 = gB[0, 0]
     for i in range(3):
         for j in range(3):
-            gu0 -= gB[i + 1, j + 1] * us[i] * us[j] / (opu * opu)
-    gus = [0.0, 0.0, 0.0]
+            gu0 -= gB[i + 1, j + 1] * us[i] * us[j] * (iopu * iopu)
+    gus = work[3, 3]  # scratch row (ge uses columns 0-2 of rows 0-2 only)
     for i in range(3):
         acc = -gB[0, i + 1] - gB[i + 1, 0]
         for j in range(3):
-            acc += (gB[i + 1, j + 1] + gB[j + 1, i + 1]) * us[j] / opu
+            acc += (gB[i + 1, j + 1] + gB[j + 1, i + 1]) * us[j] * iopu
         gus[i] = acc
     K = u0 * gu0 + gus[0] * us[0] + gus[1] * us[1] + gus[2] * us[2]
     gtn = (gu0 - K * u0) / m
@@ -220,11 +217,12 @@ def _learned_frames_backward_kernel(v, frames, g_frames, g_rel, gv, work, tl_tol
     (row ``N``: the jet frame) and of the relative frames ``g_rel (B, N, 4, 4)``.
 
     ``T_n = F_n Q`` with ``Q = g L_J^T g`` gives ``gF_n += gT_n Q^T`` and
-    ``gQ = sum_n F_n^T gT_n``, ``g L_J[j, k] += g_j g_k gQ[k, j]``. ``work (7, 4, 4)``
+    ``gQ = sum_n F_n^T gT_n``, ``g L_J[j, k] += g_j g_k gQ[k, j]``. ``work (8, 4, 4)``
     scratch."""
     Bn, M = v.shape[0], v.shape[1]
     N = M - 1
-    sg = (1.0, -1.0, -1.0, -1.0)
+    # g_j g_k ref[k, j] as a matrix (the metric signs g = diag(1, -1, -1, -1))
+    Q = work[7]
     for b in range(Bn):
         ref = frames[b, N]
         gref, gQ, gF = work[4], work[5], work[6]
@@ -232,6 +230,7 @@ def _learned_frames_backward_kernel(v, frames, g_frames, g_rel, gv, work, tl_tol
             for j in range(4):
                 gref[i, j] = g_frames[b, N, i, j]
                 gQ[i, j] = 0.0
+                Q[j, i] = ref[i, j] if (i == 0) == (j == 0) else -ref[i, j]
         for n in range(N):
             f = frames[b, n]
             gt = g_rel[b, n]
@@ -240,7 +239,7 @@ def _learned_frames_backward_kernel(v, frames, g_frames, g_rel, gv, work, tl_tol
                     # (gT Q^T)[i, j] = sum_k gT[i, k] Q[j, k], Q[j, k] = g_j g_k ref[k, j]
                     acc = 0.0
                     for k in range(4):
-                        acc += gt[i, k] * sg[j] * sg[k] * ref[k, j]
+                        acc += gt[i, k] * Q[j, k]
                     gF[i, j] = g_frames[b, n, i, j] + acc
                     # gQ[i, j] += sum_k f[k, i] gT[k, j]
                     acc2 = 0.0
@@ -250,7 +249,7 @@ def _learned_frames_backward_kernel(v, frames, g_frames, g_rel, gv, work, tl_tol
             _polar_backward_one(v[b, n], gF, gv[b, n], work, tl_tol, shift, floor, sp_tol)
         for j in range(4):
             for k in range(4):
-                gref[j, k] += sg[j] * sg[k] * gQ[k, j]
+                gref[j, k] += gQ[k, j] if (j == 0) == (k == 0) else -gQ[k, j]
         _polar_backward_one(v[b, N], gref, gv[b, N], work, tl_tol, shift, floor, sp_tol)
 
 
@@ -290,7 +289,7 @@ class LearnedFrames(torch.autograd.Function):
         else:
             gr = np.ascontiguousarray(g_rel.detach().numpy())
         gv = np.zeros((B, M, 3, 4))
-        work = np.empty((7, 4, 4))
+        work = np.empty((8, 4, 4))
         _learned_frames_backward_kernel(vv.numpy(), both.numpy(), gf, gr, gv, work, TIMELIKE_TOL,
                                         DEGENERATE_TIME_SHIFT, ABSOLUTE_FLOOR,
                                         DEGENERATE_SPATIAL_TOL)
