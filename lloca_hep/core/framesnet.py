@@ -53,10 +53,14 @@ NUM_VECTORS = 3
 NUM_WEIGHTINGS = 2
 #: Initial pair-mass coefficients c_k: v0 prefers nearby partners, v2 distant ones.
 INIT_PAIR_COEF = (-0.5, 0.5)
-#: The frames net runs over chunks of jets of about this many pair-weight elements (4 MiB of
+#: The frames net runs over chunks of jets of about this many pair-weight elements (8 MiB of
 #: float64 per temporary), bounding memory for large batches. Smaller chunks mean more small ops:
-#: 1 MiB chunks measured slower at batch 64 on 2 threads (benchmarks/bench_models.py).
-CHUNK_ELEMENTS = 1 << 19
+#: 1 MiB chunks measured slower at batch 64 on 2 threads (benchmarks/bench_models.py), and 4 MiB
+#: split a training batch of 128 jets at N = 48 in two (a 2-3 % slower LLoCa step,
+#: benchmarks/bench_train.py).
+CHUNK_ELEMENTS = 1 << 20
+#: Trim the padding only when that leaves at most this fraction of the full-width pair work.
+MIN_TRIM_GAIN = 0.8
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
@@ -167,12 +171,19 @@ class FramesNet(nn.Module):
         output is repeated over the rest, and the jets are put back in order. Every real row
         gets the same arithmetic as on the full width except for the length of its partner
         sums (zeros left out), so results agree to float64 rounding. The O(N^2) work then
-        follows the real multiplicities instead of the padded size.
+        follows the real multiplicities instead of the padded size. Where that would keep more
+        than :data:`MIN_TRIM_GAIN` of the full-width work (jets filling the padded size),
+        :meth:`_full_width` runs instead.
         """
         B, N, _ = p.shape
         R = self.num_references
         cols = torch.arange(1, N + 1, device=mask.device)
         width = (mask * cols).amax(1).clamp_min(1)  # (B,) one past the last real constituent
+        # pair work of the trimmed chunks against the full width; little gain (jets that fill
+        # the padded size) is not worth the sorting and gathering
+        wp = (width + 1).clamp_max(N).to(torch.float64)
+        if float((wp * (wp + R)).sum()) > MIN_TRIM_GAIN * B * N * (N + R):
+            return self._full_width(p, mask, jet, refs, scalars, global_scalars)
         # rows beyond a jet's width stand for each other only if their inputs agree (zero
         # momenta and scalars, as the frame choices give); otherwise keep the full width
         tail = cols[None, :] > width[:, None]
@@ -204,6 +215,31 @@ class FramesNet(nn.Module):
         if B > 1:
             out = out.index_select(0, torch.argsort(order))
         return out
+
+    def _full_width(
+        self,
+        p: torch.Tensor,
+        mask: torch.Tensor,
+        jet: torch.Tensor,
+        refs: torch.Tensor | None,
+        scalars: torch.Tensor | None,
+        global_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`_vectors` on consecutive chunks of jets at the full width."""
+        B, N, _ = p.shape
+        size = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * N * (N + self.num_references)))
+        if size >= B:
+            return self._vectors(p, mask, jet, refs, scalars, global_scalars)
+        parts = [
+            self._vectors(
+                p[i : i + size], mask[i : i + size], jet[i : i + size],
+                None if refs is None else refs[i : i + size],
+                None if scalars is None else scalars[i : i + size],
+                global_scalars[i : i + size],
+            )
+            for i in range(0, B, size)
+        ]
+        return torch.cat(parts)
 
     def _vectors(
         self,
