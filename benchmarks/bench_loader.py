@@ -94,9 +94,11 @@ def run(code_root: Path, settings: dict, train_file: Path, val_file: Path,
         work: Path) -> dict:
     out = Path(tempfile.mkdtemp(dir=work))
     env = {**os.environ, "PYTHONPATH": str(code_root)}
+    # cwd outside any checkout: `python -c` puts the working directory first on sys.path, which
+    # would shadow PYTHONPATH when run from a checkout
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(settings), str(train_file),
                            str(val_file), str(out / "run")], env=env, capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, cwd=work)
     if proc.returncode:
         raise RuntimeError(f"driver failed ({code_root}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -152,7 +154,7 @@ def breakdown(settings: dict, train_file: Path, steps: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", BREAKDOWN, json.dumps(settings),
                            str(train_file), str(steps)], env=env, capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, cwd=train_file.parent)
     if proc.returncode:
         raise RuntimeError(f"breakdown failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
