@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from lloca_hep._jit import njit_cached
 
 from .frames import ABSOLUTE_FLOOR, DEGENERATE_SPATIAL_TOL, DEGENERATE_TIME_SHIFT, TIMELIKE_TOL
-from .kernels import _polar_frames_kernel, _relative_frames_kernel
+from .kernels import _gram_schmidt_sources, _polar_frames_kernel, _relative_frames_kernel
 
 __all__ = ["LearnedFrames", "learned_frames", "supports"]
 
@@ -106,32 +106,8 @@ def _polar_backward_one(v, gL, gv, work, tl_tol, shift, floor, sp_tol):  # pragm
     u2 = (w2[0] / d2, w2[1] / d2, w2[2] / d2)
     ok1 = n1 > sp_tol * s1 + floor
     ok2 = n2 > sp_tol * s2 + floor
-    # e1 source: 1 = u1, 2 = u2, 0 = the x axis
-    src1 = 1 if ok1 else (2 if ok2 else 0)
-    e1 = u1 if ok1 else (u2 if ok2 else (1.0, 0.0, 0.0))
-    # second-axis source a: 2 = u2, 1 = u1, 0 = the Cartesian axis least aligned with e1
-    a = u2
-    src2 = 2
+    src1, e1, src2, a, r, rn = _gram_schmidt_sources(u1, ok1, u2, ok2, sp_tol)
     s = _dot(a, e1)
-    r = (a[0] - s * e1[0], a[1] - s * e1[1], a[2] - s * e1[2])
-    rn = math.sqrt(_dot(r, r))
-    if not (ok2 and rn > sp_tol):
-        a = u1
-        src2 = 1
-        s = _dot(a, e1)
-        r = (a[0] - s * e1[0], a[1] - s * e1[1], a[2] - s * e1[2])
-        rn = math.sqrt(_dot(r, r))
-        if not (ok1 and rn > sp_tol):
-            ax = 0
-            if abs(e1[1]) < abs(e1[ax]):
-                ax = 1
-            if abs(e1[2]) < abs(e1[ax]):
-                ax = 2
-            a = (1.0 if ax == 0 else 0.0, 1.0 if ax == 1 else 0.0, 1.0 if ax == 2 else 0.0)
-            src2 = 0
-            s = _dot(a, e1)
-            r = (a[0] - s * e1[0], a[1] - s * e1[1], a[2] - s * e1[2])
-            rn = math.sqrt(_dot(r, r))
     d = max(rn, floor)
     e2 = (r[0] / d, r[1] / d, r[2] / d)
     e3 = _cross(e1, e2)

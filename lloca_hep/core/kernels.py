@@ -171,26 +171,46 @@ def _orthogonalised(w, e1):  # pragma: no cover - numba
 
 
 @njit_cached(nogil=True)
-def _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol):  # pragma: no cover - numba
-    """Rows ``e1, e2, e3`` with the fallbacks of ``gram_schmidt_3d``: ``e1`` from u1, else u2,
-    else x; ``e2`` from u2, else u1, else the Cartesian axis least aligned with ``e1``."""
+def _least_aligned_axis(e1):  # pragma: no cover - numba
+    """The Cartesian unit vector with the smallest ``|e1 . axis|`` (ties: lowest index)."""
+    ax = 0
+    if abs(e1[1]) < abs(e1[ax]):
+        ax = 1
+    if abs(e1[2]) < abs(e1[ax]):
+        ax = 2
+    return (1.0 if ax == 0 else 0.0, 1.0 if ax == 1 else 0.0, 1.0 if ax == 2 else 0.0)
+
+
+@njit_cached(nogil=True)
+def _gram_schmidt_sources(u1, ok1, u2, ok2, spatial_tol):  # pragma: no cover - numba
+    """The fallback rules of ``gram_schmidt_3d``: ``e1`` from u1, else u2, else x; the second
+    axis from ``a`` = u2, else u1, else the Cartesian axis least aligned with ``e1``.
+
+    Returns ``(src1, e1, src2, a, r, |r|)`` with ``r = a - (a . e1) e1`` and the sources coded
+    1 = u1, 2 = u2, 0 = a constant axis (the backward pass of the frames replays these choices).
+    """
     if ok1:
-        e1 = u1
+        src1, e1 = 1, u1
     elif ok2:
-        e1 = u2
+        src1, e1 = 2, u2
     else:
-        e1 = (1.0, 0.0, 0.0)
-    r, rn = _orthogonalised(u2, e1)
+        src1, e1 = 0, (1.0, 0.0, 0.0)
+    src2, a = 2, u2
+    r, rn = _orthogonalised(a, e1)
     if not (ok2 and rn > spatial_tol):
-        r, rn = _orthogonalised(u1, e1)
+        src2, a = 1, u1
+        r, rn = _orthogonalised(a, e1)
         if not (ok1 and rn > spatial_tol):
-            ax = 0
-            if abs(e1[1]) < abs(e1[ax]):
-                ax = 1
-            if abs(e1[2]) < abs(e1[ax]):
-                ax = 2
-            axis = (1.0 if ax == 0 else 0.0, 1.0 if ax == 1 else 0.0, 1.0 if ax == 2 else 0.0)
-            r, rn = _orthogonalised(axis, e1)
+            src2, a = 0, _least_aligned_axis(e1)
+            r, rn = _orthogonalised(a, e1)
+    return src1, e1, src2, a, r, rn
+
+
+@njit_cached(nogil=True)
+def _gram_schmidt_axes(u1, ok1, u2, ok2, floor, spatial_tol):  # pragma: no cover - numba
+    """Rows ``e1, e2, e3`` with the fallbacks of ``gram_schmidt_3d``
+    (:func:`_gram_schmidt_sources`)."""
+    _, e1, _, _, r, rn = _gram_schmidt_sources(u1, ok1, u2, ok2, spatial_tol)
     d = max(rn, floor)
     e2 = (r[0] / d, r[1] / d, r[2] / d)
     e3 = (
