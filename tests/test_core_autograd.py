@@ -155,8 +155,21 @@ def test_llocapart_gradients_fast_equal_reference(monkeypatch):
         assert ((g_fast[name] - g_ref[name]).abs().max() / scale).item() < 1e-10, name
 
 
-def test_frames_net_trimmed_padding_equals_full_width():
-    """Chunks trimmed to the jets' widths give the full-width result, padded rows included."""
+@pytest.mark.parametrize("gain, chunk, trimmed", [(1.0, 2 * 41 * 44, True),
+                                                (0.0, 2 * 40 * 43 * 2, False)])
+def test_frames_net_trimmed_padding_equals_full_width(gain, chunk, trimmed, monkeypatch):
+    """Chunks trimmed to the jets' widths give the full-width result, padded rows included;
+    so do consecutive full-width chunks (trimming not worth it, MIN_TRIM_GAIN)."""
+    monkeypatch.setattr(framesnet_mod, "MIN_TRIM_GAIN", gain)
+    monkeypatch.setattr(framesnet_mod, "CHUNK_ELEMENTS", chunk)
+    widths = []
+    real = FramesNet._vectors
+
+    def spy(self, p, *args):
+        widths.append((p.shape[0], p.shape[1]))
+        return real(self, p, *args)
+
+    monkeypatch.setattr(FramesNet, "_vectors", spy)
     torch.manual_seed(0)
     net = FramesNet(num_references=3, num_scalars=2)
     p4, mask = toy_jets(7, 40, min_constituents=4)
@@ -170,8 +183,11 @@ def test_frames_net_trimmed_padding_equals_full_width():
     scalars = torch.randn(7, 40, 2, dtype=torch.float64) * mask[..., None]
     glob = torch.randn(7, 1, dtype=torch.float64)
     out = net(p, mask, jet, refs, scalars, glob)
+    seen, widths[:] = list(widths), []
     full = net._vectors(p, mask, jet, refs, scalars, glob)
     torch.testing.assert_close(out, full, rtol=1e-12, atol=1e-12)
+    assert sum(b for b, _ in seen) == 7 and len(seen) > 1  # several chunks
+    assert any(w < 40 for _, w in seen) == trimmed
 
 
 def test_training_after_inference_mode_call():

@@ -171,75 +171,52 @@ class FramesNet(nn.Module):
         output is repeated over the rest, and the jets are put back in order. Every real row
         gets the same arithmetic as on the full width except for the length of its partner
         sums (zeros left out), so results agree to float64 rounding. The O(N^2) work then
-        follows the real multiplicities instead of the padded size. Where that would keep more
-        than :data:`MIN_TRIM_GAIN` of the full-width work (jets filling the padded size),
-        :meth:`_full_width` runs instead.
+        follows the real multiplicities instead of the padded size. Where trimming would keep more
+        than :data:`MIN_TRIM_GAIN` of the full-width work (jets filling the padded size), the
+        jets run at the full width in their order, in consecutive chunks.
         """
         B, N, _ = p.shape
         R = self.num_references
         cols = torch.arange(1, N + 1, device=mask.device)
         width = (mask * cols).amax(1).clamp_min(1)  # (B,) one past the last real constituent
-        # pair work of the trimmed chunks against the full width; little gain (jets that fill
-        # the padded size) is not worth the sorting and gathering
+        # trim only where it pays: the trimmed chunks' pair work against the full width (jets
+        # that fill the padded size are not worth sorting and gathering)
         wp = (width + 1).clamp_max(N).to(torch.float64)
-        if float((wp * (wp + R)).sum()) > MIN_TRIM_GAIN * B * N * (N + R):
-            return self._full_width(p, mask, jet, refs, scalars, global_scalars)
+        worth = float((wp * (wp + R)).sum()) <= MIN_TRIM_GAIN * B * N * (N + R)
         # rows beyond a jet's width stand for each other only if their inputs agree (zero
         # momenta and scalars, as the frame choices give); otherwise keep the full width
         tail = cols[None, :] > width[:, None]
-        trim = not bool((p[tail] != 0).any()) and (
+        trim = worth and not bool((p[tail] != 0).any()) and (
             scalars is None or not bool((scalars[tail] != 0).any())
         )
-        order = torch.argsort(width, descending=True, stable=True)
-        widths = width[order].tolist()
+        # without trimming the jets keep their order: consecutive slices, nothing gathered
+        order = torch.argsort(width, descending=True, stable=True) if trim else None
+        widths = width[order].tolist() if order is not None else []
         parts = []
         i = 0
         while i < B:
             # one padded column (if any) stands for the rest
             w = min(int(widths[i]) + 1, N) if trim else N
             size = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * w * (w + R)))
-            idx = order[i : i + size]
+            rows: torch.Tensor | slice = (
+                order[i : i + size] if order is not None else slice(i, i + size)
+            )
             v = self._vectors(
-                p[idx, :w],
-                mask[idx, :w],
-                jet[idx],
-                None if refs is None else refs[idx],
-                None if scalars is None else scalars[idx, :w],
-                global_scalars[idx],
+                p[rows, :w],
+                mask[rows, :w],
+                jet[rows],
+                None if refs is None else refs[rows],
+                None if scalars is None else scalars[rows, :w],
+                global_scalars[rows],
             )
             if w < N:
                 v = torch.cat([v, v[:, -1:].expand(-1, N - w, -1, -1)], dim=1)
             parts.append(v)
             i += size
         out = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if B > 1:
+        if order is not None and B > 1:
             out = out.index_select(0, torch.argsort(order))
         return out
-
-    def _full_width(
-        self,
-        p: torch.Tensor,
-        mask: torch.Tensor,
-        jet: torch.Tensor,
-        refs: torch.Tensor | None,
-        scalars: torch.Tensor | None,
-        global_scalars: torch.Tensor,
-    ) -> torch.Tensor:
-        """:meth:`_vectors` on consecutive chunks of jets at the full width."""
-        B, N, _ = p.shape
-        size = max(1, CHUNK_ELEMENTS // (NUM_WEIGHTINGS * N * (N + self.num_references)))
-        if size >= B:
-            return self._vectors(p, mask, jet, refs, scalars, global_scalars)
-        parts = [
-            self._vectors(
-                p[i : i + size], mask[i : i + size], jet[i : i + size],
-                None if refs is None else refs[i : i + size],
-                None if scalars is None else scalars[i : i + size],
-                global_scalars[i : i + size],
-            )
-            for i in range(0, B, size)
-        ]
-        return torch.cat(parts)
 
     def _vectors(
         self,
